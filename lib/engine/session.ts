@@ -1,0 +1,45 @@
+import * as ort from "onnxruntime-node";
+import { LoralabError } from "../errors.js";
+
+export type Device = "cpu" | "cuda";
+
+export interface SessionOptions {
+  device?: Device;
+  /** intra-op threads (default: ORT's choice, one per core) */
+  threads?: number;
+}
+
+export function parseDevice(s: string | undefined): Device {
+  if (s === undefined || s === "cpu") return "cpu";
+  if (s === "cuda") return "cuda";
+  throw new LoralabError(`--device must be cpu or cuda, got '${s}'`);
+}
+
+/** Creates one ONNX Runtime session for a whole model (bytes or a .onnx path). On `cuda` the CUDA
+ * execution provider must load; there is never a silent fallback to the CPU. */
+export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  const device = opts.device ?? "cpu";
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: device === "cuda" ? [{ name: "cuda" }] : ["cpu"],
+    graphOptimizationLevel: "all",
+    ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+  };
+  try {
+    return typeof model === "string" ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+  } catch (e) {
+    if (device === "cuda") throw cudaUnavailable(e);
+    throw e;
+  }
+}
+
+function cudaUnavailable(cause: unknown): LoralabError {
+  return new LoralabError(
+    "the CUDA execution provider of onnxruntime-node could not be loaded. It is not bundled with the npm " +
+      "package: reinstall with network access and without ONNXRUNTIME_NODE_INSTALL=skip (its postinstall downloads " +
+      "the CUDA 12 provider; ONNXRUNTIME_NODE_INSTALL_CUDA=v12), and make sure the CUDA 12 runtime and cuDNN 9 " +
+      `libraries are on the library path. (${(cause as Error)?.message ?? cause})`,
+    { cause },
+  );
+}
+
+export { ort };

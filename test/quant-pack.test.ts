@@ -1,0 +1,186 @@
+import assert from "node:assert/strict";
+import { roundToF16 } from "../lib/tensor/half.js";
+import {
+  AWQ_ORDER, packAwq, packGgml, packGptq, packMatMulNBits, unpackAwq, unpackGgml, unpackGptq, unpackMatMulNBits,
+} from "../lib/quant/pack.js";
+import { type Bits, type QuantizedMatrix, dequantize, quantizeRtn, roundHalfEven } from "../lib/quant/quantizer.js";
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+function randomWeight(N: number, K: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const w = new Float32Array(N * K);
+  for (let i = 0; i < w.length; i++) w[i] = (r() - 0.5) * 0.2 + (r() < 0.01 ? 0.5 : 0);
+  return w;
+}
+
+/** A matrix whose codes are given, for the worked examples. */
+function fromCodes(N: number, K: number, bits: Bits, code: (n: number, k: number) => number, zero = 1 << (bits - 1), G = K): QuantizedMatrix {
+  const codes = new Uint8Array(N * K);
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) codes[n * K + k] = code(n, k);
+  const ng = K / G;
+  const gIdx = new Int32Array(K).map((_, k) => Math.floor(k / G));
+  return { N, K, bits, groupSize: G, sym: true, codes, scales: new Float32Array(N * ng).fill(0.5), zeros: new Uint8Array(N * ng).fill(zero), gIdx };
+}
+
+function sameCodes(a: QuantizedMatrix, b: QuantizedMatrix): void {
+  assert.deepEqual(Array.from(b.codes), Array.from(a.codes));
+  assert.deepEqual(Array.from(b.zeros), Array.from(a.zeros));
+  assert.deepEqual(Array.from(b.scales), Array.from(a.scales));
+  assert.deepEqual(Array.from(b.gIdx), Array.from(a.gIdx));
+}
+
+describe("quantizer (SPEC §4)", () => {
+  it("rounds half to even like torch.round", () => {
+    assert.deepEqual([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.4, 2.6].map(roundHalfEven), [-2, -2, -0, 0, 2, 2, 2, 3]);
+  });
+
+  it("GPTQ sym 4-bit: s = 2·max|w|/15 rounded to fp16, z = 8 (hand-worked)", () => {
+    const w = Float32Array.from([0.3, -0.75, 0.1, 0.0]);
+    const q = quantizeRtn(w, 1, 4, { bits: 4, groupSize: -1, sym: true, rule: "gptq" });
+    const s = roundToF16((2 * 0.75) / 15);
+    assert.equal(q.scales[0], s);
+    assert.equal(q.zeros[0], 8);
+    assert.deepEqual(Array.from(q.codes), [0.3, -0.75, 0.1, 0].map((x) => Math.min(15, Math.max(0, roundHalfEven(Math.fround(x) / s) + 8))));
+  });
+
+  it("GPTQ asym: the range includes zero; AWQ min-max does not", () => {
+    const w = Float32Array.from([0.2, 0.5, 0.9, 0.35]);
+    const g = quantizeRtn(w, 1, 4, { bits: 4, groupSize: -1, sym: false, rule: "gptq" });
+    const sg = roundToF16(Math.fround(0.9) / 15);
+    assert.equal(g.scales[0], sg);
+    assert.equal(g.zeros[0], 0);
+    const a = quantizeRtn(w, 1, 4, { bits: 4, groupSize: -1, sym: false, rule: "minmax" });
+    const sa = roundToF16((Math.fround(0.9) - Math.fround(0.2)) / 15);
+    assert.equal(a.scales[0], sa);
+    assert.equal(a.zeros[0], Math.min(15, Math.max(0, -roundHalfEven(Math.fround(0.2) / sa))));
+    // AutoAWQ's zero clamps at 0 for an all-positive group, so the top of the range saturates at 15
+    assert.equal(a.zeros[0], 0);
+    assert.equal(a.codes[2], 15);
+  });
+
+  it("every code is within [0, 2^b−1] and each weight's error is at most about one step", () => {
+    const N = 16, K = 128;
+    const w = randomWeight(N, K, 7);
+    for (const bits of [2, 3, 4, 8] as Bits[]) {
+      for (const G of [-1, 32, 64, 128]) {
+        for (const [rule, sym] of [["gptq", true], ["gptq", false], ["minmax", false]] as const) {
+          const q = quantizeRtn(w, N, K, { bits, groupSize: G, sym, rule });
+          const wh = dequantize(q);
+          for (let i = 0; i < w.length; i++) {
+            assert.ok(q.codes[i] <= (1 << bits) - 1);
+            const g = Math.floor(i / K) * q.scales.length / N + q.gIdx[i % K];
+            // half a step from rounding, plus clamping at the extremes (rounded zero, fp16-rounded scale)
+            assert.ok(Math.abs(wh[i] - w[i]) <= q.scales[g] * 1.2 + 1e-7, `${bits} ${G} ${rule} ${sym} at ${i}`);
+          }
+        }
+      }
+    }
+  });
+});
+
+describe("packing worked examples (SPEC §16.4)", () => {
+  it("GPTQ 4-bit: K-codes 0..7 pack to 0x76543210; sym v1 qzeros word 0x77777777", () => {
+    const q = fromCodes(8, 8, 4, (_n, k) => k);
+    const t = packGptq(q);
+    assert.deepEqual(t.shapes.qweight, [1, 8]);
+    assert.equal(t.qweight[0] >>> 0, 0x76543210);
+    assert.equal(t.qweight[0], 1985229328);
+    assert.equal(t.qzeros[0] >>> 0, 0x77777777);
+  });
+
+  it("GPTQ v1 asym zero 0 is stored as 15, masked (no bits leak into neighbours)", () => {
+    const q = fromCodes(8, 8, 4, () => 3, 0);
+    q.zeros[1] = 5;
+    const t = packGptq(q);
+    assert.equal(t.qzeros[0] >>> 0, 0xffffff4f);
+  });
+
+  it("GPTQ 3-bit: 32 values in 3 words, values 10 and 21 straddle word boundaries", () => {
+    const q = fromCodes(1, 32, 3, (_n, k) => k % 8);
+    const t = packGptq(q);
+    // independent reference: AutoGPTQ's loop for bits == 3
+    const v = Array.from({ length: 32 }, (_, k) => k % 8);
+    const ref = [0, 0, 0];
+    let i = 0;
+    for (let j = i; j < i + 10; j++) ref[0] |= v[j] << (3 * (j - i));
+    i += 10;
+    ref[0] |= v[i] << 30;
+    ref[1] |= (v[i] >> 2) & 1;
+    i += 1;
+    for (let j = i; j < i + 10; j++) ref[1] |= v[j] << (3 * (j - i) + 1);
+    i += 10;
+    ref[1] |= v[i] << 31;
+    ref[2] |= (v[i] >> 1) & 3;
+    i += 1;
+    for (let j = i; j < i + 10; j++) ref[2] |= v[j] << (3 * (j - i) + 2);
+    assert.deepEqual(Array.from(t.qweight), ref);
+  });
+
+  it("AWQ: channels 0..7 holding codes 0..7 pack to 0x75316420", () => {
+    const q = fromCodes(8, 8, 4, (n) => n, 0);
+    const t = packAwq(q);
+    assert.deepEqual(AWQ_ORDER, [0, 2, 4, 6, 1, 3, 5, 7]);
+    assert.equal(t.qweight[0] >>> 0, 0x75316420);
+    assert.equal(t.qweight[0], 1966171168);
+  });
+
+  it("MatMulNBits 4-bit: k-codes (1, 2) pack to byte 0x21; odd k_blocks pads zero points with 8", () => {
+    const q = fromCodes(1, 48, 4, (_n, k) => (k === 0 ? 1 : k === 1 ? 2 : 0), 3, 16);
+    const t = packMatMulNBits(q);
+    assert.equal(t.B[0], 0x21);
+    assert.deepEqual(t.shapes.B, [1, 3, 8]);
+    assert.deepEqual(Array.from(t.zeroPoints), [0x33, 0x83]);
+  });
+
+  it("Q4_0: byte j = e[j] | e[j+16] << 4 after the fp16 scale", () => {
+    const q = fromCodes(1, 32, 4, (_n, k) => k % 16, 8, 32);
+    const b = packGgml(q);
+    assert.equal(b.length, 18);
+    assert.equal(b[0] | (b[1] << 8), 0x3800); // 0.5 in fp16
+    for (let j = 0; j < 16; j++) assert.equal(b[2 + j], (j % 16) | (((j + 16) % 16) << 4));
+  });
+});
+
+describe("write → read round trips are exact", () => {
+  const N = 64, K = 128;
+  const w = randomWeight(N, K, 3);
+  for (const bits of [2, 3, 4, 8] as Bits[]) {
+    for (const G of [-1, 32, 64, 128]) {
+      it(`GPTQ ${bits}-bit g${G} sym and asym`, () => {
+        for (const sym of [true, false]) {
+          const q = quantizeRtn(w, N, K, { bits, groupSize: G, sym, rule: "gptq" });
+          const back = unpackGptq(packGptq(q), N, K, bits, sym);
+          sameCodes(q, back);
+          assert.deepEqual(dequantize(back), dequantize(q));
+        }
+      });
+      if (bits !== 3) it(`MatMulNBits ${bits}-bit block ${G === -1 ? K : G}`, () => {
+        const q = quantizeRtn(w, N, K, { bits, groupSize: G, sym: false, rule: "gptq" });
+        const t = packMatMulNBits(q);
+        const back = unpackMatMulNBits(t, N, K, bits, q.groupSize);
+        sameCodes(q, back);
+      });
+    }
+  }
+  for (const G of [-1, 32, 64, 128]) {
+    it(`AWQ 4-bit g${G}`, () => {
+      const q = quantizeRtn(w, N, K, { bits: 4, groupSize: G, sym: false, rule: "minmax" });
+      const back = unpackAwq(packAwq(q), N, K);
+      sameCodes(q, back);
+    });
+  }
+  for (const bits of [4, 8] as const) {
+    it(`ggml Q${bits}_0`, () => {
+      const q = quantizeRtn(w, N, K, { bits, groupSize: 32, sym: true, rule: "gptq" });
+      const back = unpackGgml(packGgml(q), N, K, bits);
+      sameCodes(q, back);
+    });
+  }
+});

@@ -1,0 +1,226 @@
+/** GPTQ (SPEC §5.2–5.3): Hessian accumulation and `fasterquant` with 128-column lazy blocks, damping
+ * (with automatic increase when the Cholesky fails), act-order, static groups and sym/asym. The K×K
+ * factorizations and the lazy block updates run as ONNX Runtime Gemms; the in-block column loop (the
+ * small part) runs in JavaScript. */
+import { LoralabError } from "../errors.js";
+import { type Bits, type QuantizedMatrix, checkSpec, groupParams } from "./quantizer.js";
+import { NotPositiveDefinite, upperCholeskyOfInverse } from "./linalg.js";
+import type { Mat, OrtMath } from "./ort-math.js";
+
+export interface GptqOptions {
+  bits: Bits;
+  groupSize: number;
+  sym: boolean;
+  /** percdamp: fraction of mean(diag H) added to the diagonal */
+  damp: number;
+  descAct: boolean;
+  staticGroups: boolean;
+  blockSize?: number;
+  /** added to `damp` after each failed Cholesky while damp < 1 (GPTQModel) */
+  dampAutoIncrement?: number;
+}
+
+export interface GptqResult {
+  q: QuantizedMatrix;
+  /** Σ (w − q)² / Hinv[i,i]² / 2 over all weights — GPTQ's own error measure */
+  loss: number;
+  /** the damping that succeeded */
+  damp: number;
+}
+
+/** Accumulates `H = 2/n · Σ XᵀX` over calibration batches (n counts sequences, as the reference does). */
+export class HessianAccumulator {
+  readonly sum: Float32Array;
+  samples = 0;
+
+  constructor(readonly K: number) {
+    this.sum = new Float32Array(K * K);
+  }
+
+  /** `x`: (tokens × K) inputs of the linear for `sequences` calibration sequences. */
+  async add(math: OrtMath, x: Float32Array, tokens: number, sequences: number): Promise<void> {
+    const K = this.K;
+    const X: Mat = { data: x, rows: tokens, cols: K };
+    if (tokens * K * K < 1 << 20) {
+      const s = this.sum;
+      for (let t = 0; t < tokens; t++) {
+        const row = t * K;
+        for (let i = 0; i < K; i++) {
+          const xi = x[row + i];
+          if (xi === 0) continue;
+          const o = i * K;
+          for (let j = 0; j < K; j++) s[o + j] += xi * x[row + j];
+        }
+      }
+    } else {
+      const out = await math.gemm(X, X, { transA: true, beta: 1 }, { data: this.sum, rows: K, cols: K });
+      this.sum.set(out.data);
+    }
+    this.samples += sequences;
+  }
+
+  /** The Hessian (a fresh array). */
+  hessian(): Float32Array {
+    const f = this.samples > 0 ? 2 / this.samples : 0;
+    return this.sum.map((v) => v * f);
+  }
+}
+
+/** Quantizes an (N×K) float32 weight with GPTQ given its Hessian (K×K, modified in place). */
+export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K: number, H: Float32Array, opts: GptqOptions): Promise<GptqResult> {
+  checkSpec({ bits: opts.bits, groupSize: opts.groupSize, sym: opts.sym, rule: "gptq" });
+  const bits = opts.bits;
+  const maxq = (1 << bits) - 1;
+  const G = opts.groupSize === -1 ? K : opts.groupSize;
+  const grouped = opts.groupSize !== -1;
+  const ng = Math.ceil(K / G);
+  const blockSize = opts.blockSize ?? 128;
+  const sOut = new Float64Array(1);
+
+  // row-wise params of the original weight: per-channel (no groups) and static groups
+  const paramsOf = (src: (n: number, k: number) => number, k0: number, k1: number, s: Float32Array, z: Uint8Array, at: number, stride: number) => {
+    for (let n = 0; n < N; n++) {
+      let min = Infinity, max = -Infinity;
+      for (let k = k0; k < k1; k++) {
+        const w = src(n, k);
+        if (w < min) min = w;
+        if (w > max) max = w;
+      }
+      z[n * stride + at] = groupParams(min, max, bits, opts.sym, "gptq", sOut);
+      s[n * stride + at] = sOut[0];
+    }
+  };
+  const scales = new Float32Array(N * ng);
+  const zeros = new Uint8Array(N * ng);
+  const orig = (n: number, k: number) => W[n * K + k];
+  if (!grouped) paramsOf(orig, 0, K, scales, zeros, 0, 1);
+  else if (opts.staticGroups) for (let g = 0; g < ng; g++) paramsOf(orig, g * G, Math.min(K, (g + 1) * G), scales, zeros, g, ng);
+
+  // Wt: column i of W as a contiguous row (K × N)
+  const Wt = new Float32Array(K * N);
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) Wt[k * N + n] = W[n * K + k];
+
+  // dead inputs
+  for (let i = 0; i < K; i++) {
+    if (H[i * K + i] === 0) {
+      H[i * K + i] = 1;
+      Wt.fill(0, i * N, (i + 1) * N);
+    }
+  }
+
+  // act-order: process columns by descending Hessian diagonal
+  const perm = Int32Array.from({ length: K }, (_, i) => i);
+  let Hp = H;
+  let Wp = Wt;
+  if (opts.descAct) {
+    perm.sort((a, b) => H[b * K + b] - H[a * K + a] || a - b);
+    Hp = new Float32Array(K * K);
+    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) Hp[i * K + j] = H[perm[i] * K + perm[j]];
+    Wp = new Float32Array(K * N);
+    for (let i = 0; i < K; i++) Wp.set(Wt.subarray(perm[i] * N, (perm[i] + 1) * N), i * N);
+  }
+
+  // damping, increased while the factorization fails (GPTQModel's damp_auto_increment)
+  let meanDiag = 0;
+  for (let i = 0; i < K; i++) meanDiag += Hp[i * K + i];
+  meanDiag /= K;
+  const increment = opts.dampAutoIncrement ?? 0.0025;
+  let damp = opts.damp;
+  let Hinv: Mat | undefined;
+  const base = Float32Array.from({ length: K }, (_, i) => Hp[i * K + i]);
+  for (;;) {
+    for (let i = 0; i < K; i++) Hp[i * K + i] = base[i] + damp * meanDiag;
+    try {
+      Hinv = await upperCholeskyOfInverse(math, { data: Hp, rows: K, cols: K });
+      break;
+    } catch (e) {
+      if (!(e instanceof NotPositiveDefinite)) throw e;
+      damp += increment;
+      if (!(increment > 0) || damp >= 1) throw new LoralabError(`GPTQ: the Hessian stays singular even with damp_percent ${damp.toFixed(4)} (too few or degenerate calibration inputs?)`);
+    }
+  }
+  const Hi = Hinv.data;
+
+  const codes = new Uint8Array(N * K);
+  const gIdx = new Int32Array(K);
+  const curS = new Float32Array(N);
+  const curZ = new Uint8Array(N);
+  if (!grouped) {
+    curS.set(scales);
+    curZ.set(zeros);
+  }
+  let loss = 0;
+  const W1 = new Float32Array(blockSize * N);
+  const E1 = new Float32Array(blockSize * N);
+  for (let i1 = 0; i1 < K; i1 += blockSize) {
+    const i2 = Math.min(i1 + blockSize, K);
+    const count = i2 - i1;
+    W1.set(Wp.subarray(i1 * N, i2 * N));
+    for (let i = 0; i < count; i++) {
+      const col = i1 + i;
+      const c = perm[col];
+      let S = curS;
+      let Z = curZ;
+      if (grouped && opts.staticGroups) {
+        const g = Math.floor(c / G);
+        for (let n = 0; n < N; n++) {
+          curS[n] = scales[n * ng + g];
+          curZ[n] = zeros[n * ng + g];
+        }
+      } else if (grouped && col % G === 0) {
+        // from the full matrix: lazy updates of earlier blocks, not this block's in-block updates
+        const g = col / G;
+        paramsOf((n, k) => Wp[k * N + n], col, Math.min(K, col + G), scales, zeros, g, ng);
+        for (let n = 0; n < N; n++) {
+          curS[n] = scales[n * ng + g];
+          curZ[n] = zeros[n * ng + g];
+        }
+      }
+      gIdx[c] = grouped ? (opts.staticGroups ? Math.floor(c / G) : Math.floor(col / G)) : 0;
+      const d = Hi[col * K + col];
+      const wRow = i * N;
+      for (let n = 0; n < N; n++) {
+        const w = W1[wRow + n];
+        const s = S[n];
+        const z = Z[n];
+        let code = Math.round(w / s);
+        if (code - w / s === 0.5 && (code & 1) !== 0) code -= 1; // half to even
+        code += z;
+        if (code < 0) code = 0;
+        else if (code > maxq) code = maxq;
+        codes[n * K + c] = code;
+        const diff = w - s * (code - z);
+        loss += (diff * diff) / (d * d) / 2;
+        E1[wRow + n] = diff / d;
+      }
+      // in-block update of the remaining columns of this block
+      for (let j = i + 1; j < count; j++) {
+        const h = Hi[col * K + i1 + j];
+        if (h === 0) continue;
+        const o = j * N;
+        for (let n = 0; n < N; n++) W1[o + n] -= E1[wRow + n] * h;
+      }
+    }
+    // lazy batch update: W[:, i2:] −= Err1 · Hinv[i1:i2, i2:]  (here transposed: Wt[i2:] −= Hinvᵀ·E1)
+    const rest = K - i2;
+    if (rest === 0) continue;
+    const Hblk = new Float32Array(count * rest);
+    for (let i = 0; i < count; i++) Hblk.set(Hi.subarray((i1 + i) * K + i2, (i1 + i + 1) * K), i * rest);
+    const tail = Wp.subarray(i2 * N, K * N);
+    if (count * rest * N < 1 << 21) {
+      for (let i = 0; i < count; i++) {
+        const e = i * N;
+        for (let r = 0; r < rest; r++) {
+          const h = Hblk[i * rest + r];
+          if (h === 0) continue;
+          const o = r * N;
+          for (let n = 0; n < N; n++) tail[o + n] -= E1[e + n] * h;
+        }
+      }
+    } else {
+      const out = await math.gemm({ data: Hblk, rows: count, cols: rest }, { data: E1.subarray(0, count * N), rows: count, cols: N }, { transA: true, alpha: -1, beta: 1 }, { data: tail, rows: rest, cols: N });
+      tail.set(out.data);
+    }
+  }
+  return { q: { N, K, bits, groupSize: G, sym: opts.sym, codes, scales, zeros, gIdx }, loss, damp };
+}

@@ -1,0 +1,74 @@
+/** Dense float32 matrix products on ONNX Runtime (one tiny cached session per Gemm variant, symbolic
+ * dimensions), for the heavy arithmetic of GPTQ and AWQ: Hessians, triangular factors, lazy updates. */
+import { GraphBuilder } from "../engine/onnx-builder.js";
+import { createSession, ort } from "../engine/session.js";
+
+export interface GemmOptions {
+  transA?: boolean;
+  transB?: boolean;
+  /** Y = alpha·op(A)·op(B) + beta·C */
+  alpha?: number;
+  beta?: number;
+}
+
+/** A row-major float32 matrix. */
+export interface Mat {
+  data: Float32Array;
+  rows: number;
+  cols: number;
+}
+
+export class OrtMath {
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+
+  constructor(private readonly threads?: number) {}
+
+  private session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = createSession(build(), { threads: this.threads });
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /** Y = alpha·op(A)·op(B) (+ beta·C when C is given). */
+  async gemm(A: Mat, B: Mat, opts: GemmOptions = {}, C?: Mat): Promise<Mat> {
+    const { transA = false, transB = false, alpha = 1, beta = 1 } = opts;
+    const key = `gemm:${+transA}${+transB}:${alpha}:${C ? beta : "-"}`;
+    const session = await this.session(key, () => {
+      const g = new GraphBuilder("gemm");
+      const ins = [g.input("A", "F32", ["a0", "a1"]), g.input("B", "F32", ["b0", "b1"])];
+      if (C) ins.push(g.input("C", "F32", ["m", "n"]));
+      g.node("Gemm", ins, ["Y"], { transA: +transA, transB: +transB, alpha: { float: alpha }, beta: { float: C ? beta : 0 } });
+      g.output("Y", "F32", ["m", "n"]);
+      return g.toBytes();
+    });
+    const feeds: Record<string, ort.Tensor> = {
+      A: new ort.Tensor("float32", A.data, [A.rows, A.cols]),
+      B: new ort.Tensor("float32", B.data, [B.rows, B.cols]),
+    };
+    if (C) feeds.C = new ort.Tensor("float32", C.data, [C.rows, C.cols]);
+    const out = (await session.run(feeds)).Y;
+    return { data: out.data as Float32Array, rows: Number(out.dims[0]), cols: Number(out.dims[1]) };
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+  }
+}
+
+/** A copy of the sub-matrix rows [r0, r1) × cols [c0, c1). */
+export function slice(m: Mat, r0: number, r1: number, c0: number, c1: number): Mat {
+  const rows = r1 - r0;
+  const cols = c1 - c0;
+  const data = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) data.set(m.data.subarray((r0 + r) * m.cols + c0, (r0 + r) * m.cols + c1), r * cols);
+  return { data, rows, cols };
+}
+
+/** Writes `src` into `dst` at (r0, c0). */
+export function place(dst: Mat, src: Mat, r0: number, c0: number): void {
+  for (let r = 0; r < src.rows; r++) dst.data.set(src.data.subarray(r * src.cols, (r + 1) * src.cols), (r0 + r) * dst.cols + c0);
+}

@@ -31,7 +31,8 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const { runtime, datasets } = runtimeFor(spec);
   const view = new vega.View(runtime, { renderer: "none", logLevel: 1 /* vega.Error: keep warnings out of notebook output */ });
   try {
-    for (const [name, rows] of Object.entries(datasets)) view.data(name, rows);
+    // vega tags the row objects it ingests: give it copies so the plot's spec stays plain data
+    for (const [name, rows] of Object.entries(datasets)) view.data(name, rows.map((r) => ({ ...(r as object) })));
     return await view.toSVG();
   } finally {
     view.finalize();

@@ -223,3 +223,23 @@ export class AdapterWeightSource implements WeightSource {
 function fail(msg: string): never {
   throw new LoralabError(msg);
 }
+
+/** Tensors held in memory under their HF names (tests, merged-in-memory models). */
+export class MapWeightSource implements WeightSource {
+  constructor(readonly config: ModelConfig, readonly tensors: Map<string, Tensor>, readonly description = "in-memory model", readonly tokenizerDir = "") {
+    checkArchitecture(config, description);
+  }
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+  async tensor(name: string): Promise<Tensor> {
+    const t = this.tensors.get(name);
+    if (!t) throw new LoralabError(`model ${this.description} has no tensor '${name}'`);
+    return t;
+  }
+  async linear(module: string): Promise<LinearWeights> {
+    const weightName = module === "lm_head" && !this.tensors.has("lm_head.weight") ? "model.embed_tokens.weight" : `${module}.weight`;
+    return { kind: "dense", weight: await this.tensor(weightName), weightName, bias: this.tensors.get(`${module}.bias`) };
+  }
+  async close(): Promise<void> {}
+}

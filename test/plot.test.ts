@@ -310,6 +310,7 @@ describe("plots (lib/plot)", function () {
       assert.throws(() => ttftBars([{ config: "a" }]), /no configuration has this measure/);
       assert.throws(() => ttftBars([{ config: "a", ttftMs: -1 }]), /configuration a has an invalid ttftMs/);
       assert.throws(() => ttftBars([{ config: "a", ttftMs: 1 }, { config: "a", ttftMs: 2 }]), /distinct/);
+      assert.throws(() => perTokenLatencyChart([{ config: "a", perTokenMs: [1, NaN] }]), /configuration a has an invalid latency for token 2/);
     });
   });
 
@@ -346,6 +347,11 @@ describe("plots (lib/plot)", function () {
       assert.deepEqual(params[0].bind.options, [32, 64, 128, -1]);
       assert.deepEqual(params[0].bind.labels, ["32", "64", "128", "per-channel"]);
       assert.equal(params[0].value, -1, "starts at the largest group (per-channel)");
+      // the compiled Vega spec carries the control as a bound signal (what vega-embed turns into a <select>)
+      const signal = (vl.compile(plot.spec).spec.signals ?? []).find((s) => s.name === GROUP_SIZE_PARAM) as { value: number; bind: { input: string; options: number[] } };
+      assert.equal(signal.value, -1);
+      assert.equal(signal.bind.input, "select");
+      assert.deepEqual(signal.bind.options, [32, 64, 128, -1]);
       // every group size's histogram is in the data: 16 points × 30 bins
       assert.equal(dataset(plot, "errors").length, 16 * 30);
       const svg = await plot.svg();

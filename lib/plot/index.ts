@@ -1,7 +1,7 @@
 /** Plots of loralab results: Vega-Lite 5 specs, rendered server-side to SVG by vega, shown in notebooks as
  * MIME bundles, saved as files, and gathered into self-contained HTML reports. Inputs are plain data
  * types defined here, so any result (merge, quantization, benchmark) maps onto them. */
-export { Plot, renderAll, JUPYTER_DISPLAY, VEGALITE_MIME, VEGALITE_SCHEMA_URL, type MimeBundle, type PlotFormat, type SaveOptions } from "./plot.js";
+export { Plot, renderAll, savePlots, JUPYTER_DISPLAY, VEGALITE_MIME, VEGALITE_SCHEMA_URL, type MimeBundle, type PlotFormat, type SaveOptions } from "./plot.js";
 export { renderSvg, svgToPng, pngRasterizer } from "./render.js";
 export { weightHistogram, loraDeltaHistogram, quantErrorHistogram, binSeries, histogramRows, type ValueSeries, type BinRow, type HistogramOptions } from "./histogram.js";
 export { mergeDeltaBars, quantErrorBars, parseModuleName, type MergeDeltaRow, type QuantErrorRow, type ModuleChartOptions } from "./module-bars.js";

@@ -1,7 +1,7 @@
 import { LoralabError } from "../errors.js";
 import { formatBytes, formatNumber, slug, textTable } from "./format.js";
 import { Plot } from "./plot.js";
-import { asSpec, specHeader } from "./spec.js";
+import { asSpec, chartTitle, specHeader } from "./spec.js";
 
 /** What the benchmark measured for one configuration (base, base + dynamic LoRA, merged, merged + 4-bit).
  * Every measure is optional: a chart uses the configurations that have its measure. */
@@ -61,6 +61,10 @@ function checkConfigs(kind: string, configs: ConfigMeasures[]): string[] {
   for (const c of configs)
     for (const key of ["ttftMs", "decodeTokensPerSec", "peakRssBytes", "modelBytes", "gpuMemoryBytes"] as const)
       if (c[key] !== undefined && !(Number.isFinite(c[key]) && c[key]! >= 0)) throw new LoralabError(`${kind}: configuration ${c.config} has an invalid ${key} (${c[key]})`);
+  for (const c of configs) {
+    const bad = c.perTokenMs ? Array.prototype.findIndex.call(c.perTokenMs, (v: number) => !(Number.isFinite(v) && v >= 0)) : -1;
+    if (bad >= 0) throw new LoralabError(`${kind}: configuration ${c.config} has an invalid latency for token ${bad + 1} (${c.perTokenMs![bad]})`);
+  }
   return names;
 }
 
@@ -133,7 +137,7 @@ function tokensPanel(configs: ConfigMeasures[], order: string[]): Panel {
 
 function single(kind: string, title: string, p: Panel, configs: ConfigMeasures[], name?: string): Plot {
   if (p.rows.length === 0) throw new LoralabError(`${kind}: no configuration has this measure (configurations: ${configs.map((c) => c.config).join(", ") || "none"})`);
-  const spec = asSpec({ ...specHeader(title, `${title} of ${configs.map((c) => c.config).join(", ")}`, { [p.dataset]: p.rows }), ...p.panel, title });
+  const spec = asSpec({ ...specHeader(title, `${title} of ${configs.map((c) => c.config).join(", ")}`, { [p.dataset]: p.rows }), ...p.panel, title: chartTitle(title) });
   return new Plot(name ?? slug(title), spec, `${title}\n${p.text}`);
 }
 

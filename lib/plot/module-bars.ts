@@ -1,7 +1,7 @@
 import { LoralabError } from "../errors.js";
 import { formatNumber, slug, textTable } from "./format.js";
 import { Plot } from "./plot.js";
-import { asSpec, distinct, specHeader } from "./spec.js";
+import { asSpec, chartTitle, distinct, specHeader } from "./spec.js";
 
 /** ‖ΔW‖_F / ‖W‖_F of one module after a merge. */
 export interface MergeDeltaRow {
@@ -82,7 +82,7 @@ function moduleChart(kind: string, rows: Record<string, unknown>[], measures: Me
   const header = specHeader(title, `${measures.map((m) => m.title).join(" and ")} per module`, { modules: parsed });
   const spec = asSpec(
     panels.length === 1
-      ? { ...header, data: { name: "modules" }, ...panels[0], title }
+      ? { ...header, data: { name: "modules" }, ...panels[0], title: chartTitle(title) }
       : { ...header, data: { name: "modules" }, hconcat: panels, resolve: { scale: { color: layout === "heatmap" ? "independent" : "shared" } } },
   );
   const top = [...rows].sort((a, b) => Number(b[measures[0].field]) - Number(a[measures[0].field])).slice(0, opts.textTop ?? 10);

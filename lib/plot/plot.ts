@@ -1,7 +1,8 @@
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
-import { LoralabError } from "../errors.js";
+import { LoralabError, throwIfAborted } from "../errors.js";
+import type { LongTaskOptions } from "../progress.js";
 import { pngRasterizer, renderSvg, svgToPng } from "./render.js";
 
 export const VEGALITE_MIME = "application/vnd.vegalite.v5+json";
@@ -102,6 +103,21 @@ async function writeAtomically(path: string, content: string | Uint8Array): Prom
     throw new LoralabError(`cannot write plot ${path}: ${(e as Error).message}`, { cause: e });
   }
   return path;
+}
+
+/** Saves each plot into `dir` under its name (a repeated name gets `-2`, `-3`, ...), e.g. for a CLI
+ * `--plot DIR`. Returns the paths written. */
+export async function savePlots(dir: string, plots: Plot[], opts: SaveOptions & LongTaskOptions = {}): Promise<string[]> {
+  const used = new Map<string, number>();
+  const written: string[] = [];
+  for (const [i, plot] of plots.entries()) {
+    throwIfAborted(opts.signal);
+    const n = (used.get(plot.name) ?? 0) + 1;
+    used.set(plot.name, n);
+    written.push(...(await plot.save(dir, n === 1 ? plot.name : `${plot.name}-${n}`, opts)));
+    opts.onProgress?.({ phase: "plots", done: i + 1, total: plots.length, unit: "plots", label: plot.name });
+  }
+  return written;
 }
 
 /** Renders plots one after another, so that each one's Jupyter display method answers synchronously. */

@@ -3,7 +3,7 @@ import { AtomicOutputDir } from "../io/output-dir.js";
 import type { LongTaskOptions } from "../progress.js";
 import { LoralabError, throwIfAborted } from "../errors.js";
 import { escapeHtml, HtmlFragment } from "./html.js";
-import { Plot, type PlotFormat } from "./plot.js";
+import { Plot, savePlots, type PlotFormat } from "./plot.js";
 
 /** A report section's content, in order: a string is a paragraph (escaped), an HtmlFragment (e.g. from
  * `htmlTable`) is inserted as it is, a Plot is embedded as inline SVG with its text as a caption. */
@@ -81,19 +81,11 @@ export interface WriteReportOptions extends ReportOptions, LongTaskOptions {
 export async function writeReport(out: string, sections: ReportSection[], opts: WriteReportOptions): Promise<string[]> {
   const plots = sections.flatMap((s) => s.content.filter((c): c is Plot => c instanceof Plot));
   for (const name of Object.keys(opts.files ?? {}))
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || name === "report.html")
-      throw new LoralabError(`report file name '${name}' must be a plain file name (letters, digits, '.', '_', '-') other than report.html`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || name === "report.html" || name === "plots")
+      throw new LoralabError(`report file name '${name}' must be a plain file name (letters, digits, '.', '_', '-') other than report.html and plots`);
   return AtomicOutputDir.write(out, { overwrite: opts.overwrite }, async (dir) => {
-    const written: string[] = [];
-    const used = new Map<string, number>();
-    for (const [i, plot] of plots.entries()) {
-      throwIfAborted(opts.signal);
-      const n = (used.get(plot.name) ?? 0) + 1;
-      used.set(plot.name, n);
-      const paths = await plot.save(dir.file("plots"), n === 1 ? plot.name : `${plot.name}-${n}`, { formats: opts.plotFormats });
-      written.push(...paths.map((p) => p.slice(dir.path.length + 1)));
-      opts.onProgress?.({ phase: "plots", done: i + 1, total: plots.length, unit: "plots", label: plot.name });
-    }
+    const saved = await savePlots(dir.file("plots"), plots, { formats: opts.plotFormats, signal: opts.signal, onProgress: opts.onProgress });
+    const written = saved.map((p) => p.slice(dir.path.length + 1));
     for (const [name, content] of Object.entries(opts.files ?? {})) {
       await writeFile(dir.file(name), content);
       written.push(name);

@@ -6,11 +6,16 @@ import { VEGALITE_SCHEMA_URL } from "./plot.js";
 export function specHeader(title: string, description: string, datasets: Record<string, object[]>) {
   return {
     $schema: VEGALITE_SCHEMA_URL,
-    title,
+    title: chartTitle(title),
     description,
     datasets,
     config: { font: "sans-serif", view: { stroke: "#ddd" }, legend: { orient: "right" as const } },
   };
+}
+
+/** The top-level title, set apart from the titles of concatenated panels below it. */
+export function chartTitle(text: string) {
+  return { text, anchor: "start" as const, fontSize: 15, offset: 12 };
 }
 
 /** Shapes a spec object as a Vega-Lite top-level spec. The object is validated against the Vega-Lite 5 JSON

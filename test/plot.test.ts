@@ -34,7 +34,9 @@ import {
   type ConfigMeasures,
   type SweepPoint,
 } from "../lib/plot/index.js";
-import { REPO_ROOT, tempDir } from "./helpers/paths.js";
+import { ModelDir } from "../lib/io/model-dir.js";
+import { SafetensorsFile } from "../lib/io/safetensors.js";
+import { REPO_ROOT, data, tempDir } from "./helpers/paths.js";
 
 // ---------- independent helpers ----------
 
@@ -228,6 +230,62 @@ describe("plots (lib/plot)", function () {
 
     it("rejects duplicate series names with a LoralabError", function () {
       assert.throws(() => weightHistogram([{ name: "x", values: [1] }, { name: "x", values: [2] }]), (e) => e instanceof LoralabError && /distinct/.test(e.message));
+    });
+  });
+
+  describe("real data: the Shakespeare adapter on stories260K", function () {
+    const modelDir = data("stories260K-hf");
+    const adapterFile = data("stories260K-lora-shakespeare", "adapter_model.safetensors");
+
+    it("ΔW = (alpha/r)·B·A histogram and ‖ΔW‖/‖W‖ bars match float64 references", async function () {
+      if (!existsSync(modelDir) || !existsSync(adapterFile)) this.skip();
+      const config = JSON.parse(readFileSync(data("stories260K-lora-shakespeare", "adapter_config.json"), "utf8"));
+      const scale = config.lora_alpha / config.r; // plain LoRA (use_rslora false)
+      const model = await ModelDir.open(modelDir);
+      const adapter = await SafetensorsFile.open(adapterFile);
+      try {
+        const rel: { module: string; relDelta: number }[] = [];
+        let qDelta: Float64Array | undefined, qBase: Float32Array | undefined;
+        for (const kind of ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) {
+          const module = `model.layers.0.${["q_proj", "k_proj", "v_proj", "o_proj"].includes(kind) ? "self_attn" : "mlp"}.${kind}`;
+          const w = (await model.read(`${module}.weight`)).toF32();
+          const a = await adapter.read(`base_model.model.${module}.lora_A.weight`);
+          const b = await adapter.read(`base_model.model.${module}.lora_B.weight`);
+          const [r, inF] = a.shape, outF = b.shape[0];
+          const A = a.toF32(), B = b.toF32();
+          const delta = new Float64Array(outF * inF);
+          for (let o = 0; o < outF; o++)
+            for (let i = 0; i < inF; i++) {
+              let acc = 0;
+              for (let k = 0; k < r; k++) acc += B[o * r + k] * A[k * inF + i];
+              delta[o * inF + i] = scale * acc;
+            }
+          let dd = 0, ww = 0;
+          for (let j = 0; j < delta.length; j++) { dd += delta[j] ** 2; ww += w[j] ** 2; }
+          rel.push({ module, relDelta: Math.sqrt(dd / ww) });
+          if (kind === "q_proj") { qDelta = delta; qBase = w; }
+        }
+        const hist = loraDeltaHistogram(qDelta!, { module: "model.layers.0.self_attn.q_proj", bins: 50 });
+        assertValidSpec(hist);
+        let lo = Infinity, hi = -Infinity;
+        for (const v of qDelta!) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+        assert.ok(hi > lo, "the trained adapter changes q_proj");
+        assert.deepEqual(dataset<BinRow>(hist, "bins").map((r) => r.count), referenceCounts(qDelta!, lo, hi, 50).counts);
+        const svg = await hist.svg();
+        assert.equal(markLabels(svg, "rect").length, 50);
+        assert.ok(chartTitles(svg).includes("LoRA delta distribution — model.layers.0.self_attn.q_proj"));
+        assert.ok(axisTitles(svg).includes("ΔW = s·B·A"));
+        // base vs merged overlaid: the merged values are base + ΔW
+        const merged = qBase!.map((v, j) => v + qDelta![j]);
+        assertValidSpec(weightHistogram([{ name: "base", values: qBase! }, { name: "merged", values: merged }], { title: "q_proj layer 0" }));
+        const bars = mergeDeltaBars(rel);
+        const labels = markLabels(await bars.svg(), "rect");
+        assert.equal(labels.length, 7);
+        rel.forEach((r, i) => assert.ok(Math.abs(Number(/: ([^;]+);/.exec(labels[i])![1]) - r.relDelta) <= 1e-3 * r.relDelta, `${r.module}: ${labels[i]}`));
+      } finally {
+        await adapter.close();
+        await model.close();
+      }
     });
   });
 

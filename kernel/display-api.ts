@@ -1,0 +1,102 @@
+/** `loralab/kernel`: rich display, input and widgets for notebook cells and for library code.
+ * Inside the loralab kernel these publish Jupyter messages; elsewhere they fall back to the console,
+ * so library code may call them unconditionally. */
+import { createInterface } from "node:readline/promises";
+import { inspect } from "node:util";
+import { kernelHost, type MimeBundle } from "./host.js";
+import { widgets } from "./widgets.js";
+
+export type { MimeBundle } from "./host.js";
+export { widgets };
+
+/** Objects with this method render richly (the convention Deno's kernel uses): return a MIME bundle. */
+export const DISPLAY = Symbol.for("Jupyter.display");
+
+export interface DisplayOptions {
+  /** Give the output an id to replace it later with `updateDisplay(id, ...)`. */
+  displayId?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** The MIME bundle for a value: its `[Symbol.for("Jupyter.display")]()` bundle, else `text/plain`. */
+export function mimeBundle(value: unknown): MimeBundle {
+  const custom = (value as { [DISPLAY]?: () => unknown } | null | undefined)?.[DISPLAY];
+  if (typeof custom === "function") {
+    const bundle = custom.call(value);
+    if (bundle && typeof bundle === "object") {
+      const b = { ...(bundle as MimeBundle) };
+      if (!("text/plain" in b)) b["text/plain"] = inspect(value, { depth: 1 });
+      return b;
+    }
+  }
+  return { "text/plain": typeof value === "string" ? value : inspect(value, { depth: 4, maxArrayLength: 50, breakLength: 100 }) };
+}
+
+function show(bundle: MimeBundle, options: DisplayOptions = {}, update = false): void {
+  const host = kernelHost();
+  if (host) return host.display(bundle, { displayId: options.displayId, metadata: options.metadata, update });
+  const text = bundle["text/plain"];
+  process.stdout.write(`${typeof text === "string" ? text : inspect(bundle)}\n`);
+}
+
+const pngBase64 = (data: Uint8Array | string) => (typeof data === "string" ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"));
+
+export interface Display {
+  (value: unknown, options?: DisplayOptions): void;
+  html(html: string, options?: DisplayOptions): void;
+  markdown(markdown: string, options?: DisplayOptions): void;
+  svg(svg: string, options?: DisplayOptions): void;
+  /** PNG bytes or their base64 text. */
+  png(data: Uint8Array | string, options?: DisplayOptions): void;
+  jpeg(data: Uint8Array | string, options?: DisplayOptions): void;
+  json(value: unknown, options?: DisplayOptions): void;
+  /** A Vega-Lite v5 spec, rendered by JupyterLab. */
+  vegalite(spec: Record<string, unknown>, options?: DisplayOptions): void;
+  /** A ready MIME bundle, e.g. `{ "text/latex": "$x^2$" }`. */
+  mime(bundle: MimeBundle, options?: DisplayOptions): void;
+}
+
+export const display: Display = Object.assign((value: unknown, options?: DisplayOptions) => show(mimeBundle(value), options), {
+  html: (html: string, o?: DisplayOptions) => show({ "text/html": html, "text/plain": "<HTML>" }, o),
+  markdown: (md: string, o?: DisplayOptions) => show({ "text/markdown": md, "text/plain": md }, o),
+  svg: (svg: string, o?: DisplayOptions) => show({ "image/svg+xml": svg, "text/plain": "<SVG>" }, o),
+  png: (data: Uint8Array | string, o?: DisplayOptions) => show({ "image/png": pngBase64(data), "text/plain": "<PNG image>" }, o),
+  jpeg: (data: Uint8Array | string, o?: DisplayOptions) => show({ "image/jpeg": pngBase64(data), "text/plain": "<JPEG image>" }, o),
+  json: (value: unknown, o?: DisplayOptions) => show({ "application/json": value, "text/plain": inspect(value, { depth: 4 }) }, o),
+  vegalite: (spec: Record<string, unknown>, o?: DisplayOptions) =>
+    show({ "application/vnd.vegalite.v5+json": spec, "text/plain": "<Vega-Lite chart>" }, o),
+  mime: (bundle: MimeBundle, o?: DisplayOptions) => show({ "text/plain": "<output>", ...bundle }, o),
+});
+
+/** Replaces the output shown with `display(..., { displayId })` (an update_display_data message). */
+export function updateDisplay(displayId: string, value: unknown, options: { metadata?: Record<string, unknown>; mime?: boolean } = {}): void {
+  const bundle = options.mime ? { "text/plain": "<output>", ...(value as MimeBundle) } : mimeBundle(value);
+  show(bundle, { displayId, metadata: options.metadata }, true);
+}
+
+/** Clears the cell's output; with `wait`, only when the next output arrives (no flicker). */
+export function clearOutput(options: { wait?: boolean } = {}): void {
+  kernelHost()?.clearOutput(Boolean(options.wait));
+}
+
+/** Asks the user for a line of text over the stdin channel (the terminal outside the kernel). */
+export async function input(prompt = "", options: { password?: boolean } = {}): Promise<string> {
+  const host = kernelHost();
+  if (host) return host.input(prompt, Boolean(options.password));
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    return await rl.question(prompt);
+  } finally {
+    rl.close();
+  }
+}
+
+/** The running cell's AbortSignal inside the kernel (fires on interrupt); undefined elsewhere. */
+export function abortSignal(): AbortSignal | undefined {
+  return kernelHost()?.abortSignal();
+}
+
+/** True when running inside the loralab kernel. */
+export function inKernel(): boolean {
+  return kernelHost() !== undefined;
+}

@@ -1,0 +1,178 @@
+/** The kernel's main-thread half: a queue of shell requests handled one at a time, each wrapped in
+ * busy/idle status messages and run inside its request context; replies and iopub messages are handed
+ * to the I/O thread. Handlers live in ./handlers, one module per group of message types. */
+import process from "node:process";
+import type { Worker } from "node:worker_threads";
+import { CommManager } from "./comm.js";
+import { currentRequest, requests, setLatestRequest, type RequestContext } from "./context.js";
+import { Executor } from "./executor.js";
+import { History } from "./handlers/history.js";
+import { installKernelHost, type KernelHost } from "./host.js";
+import type { Channel, FromIo, ToIo } from "./io-messages.js";
+import { OutputStreams } from "./iostream.js";
+import type { Message } from "./wire.js";
+
+export type Handler = (kernel: Kernel, ctx: RequestContext) => Promise<Record<string, unknown> | null>;
+
+type QueueItem = { msg: Message } | { stopAborting: true };
+
+export class Kernel {
+  executionCount = 0;
+  readonly history = new History();
+  readonly streams: OutputStreams;
+  readonly comms: CommManager;
+  readonly executor: Executor;
+  private readonly handlers = new Map<string, Handler>();
+  private readonly queue: QueueItem[] = [];
+  private draining = false;
+  private aborting = false;
+  private syncSerial = 0;
+  private current: RequestContext | undefined;
+  private readonly inputWaiters = new Map<string, { resolve: (v: string) => void; reject: (e: Error) => void }>();
+
+  constructor(
+    private readonly io: Worker,
+    readonly interruptFlag: Int32Array,
+    notebookDir: string,
+    kernelRoot: string,
+  ) {
+    this.streams = new OutputStreams((name, text, parent) => this.post({ t: "send", channel: "iopub", msgType: "stream", content: { name, text }, parent }));
+    this.comms = new CommManager({ publish: (type, content, extra) => this.publish(type, content, extra) });
+    this.executor = new Executor(notebookDir, kernelRoot, interruptFlag);
+    io.on("message", (m: FromIo) => this.fromIo(m));
+  }
+
+  register(msgType: string, handler: Handler): void {
+    this.handlers.set(msgType, handler);
+  }
+
+  private post(m: ToIo): void {
+    this.io.postMessage(m);
+  }
+
+  /** Publishes on iopub with the calling code's request as parent (streams flushed first, to keep order). */
+  publish(msgType: string, content: Record<string, unknown>, extra: { metadata?: Record<string, unknown>; buffers?: Uint8Array[]; parent?: Message } = {}): void {
+    this.streams.flush();
+    const parent = extra.parent ?? currentRequest()?.msg;
+    this.post({ t: "send", channel: "iopub", msgType, content, parent: parent?.header ?? {}, metadata: extra.metadata, buffers: extra.buffers });
+  }
+
+  reply(channel: Channel, to: Message, msgType: string, content: Record<string, unknown>, metadata: Record<string, unknown> = {}): void {
+    this.streams.flush();
+    this.post({ t: "send", channel, msgType, content, parent: to.header, identities: to.identities, metadata });
+  }
+
+  /** After an error with stop_on_error: abort every execute_request received so far. */
+  abortQueued(): void {
+    this.aborting = true;
+    const id = ++this.syncSerial;
+    this.post({ t: "sync", id });
+  }
+
+  /** Interrupt (SIGINT, or interrupt_request through the I/O thread): rejects the running request. */
+  interrupt(): void {
+    const ctx = this.current;
+    if (ctx && !ctx.abort.signal.aborted) ctx.abort.abort();
+  }
+
+  /** Asks the frontend for a line of input on the stdin channel. */
+  input(prompt: string, password: boolean): Promise<string> {
+    const ctx = currentRequest();
+    if (!ctx || !ctx.allowStdin) return Promise.reject(new Error("input() is not available: this frontend does not allow stdin for the request"));
+    return new Promise<string>((resolve, reject) => {
+      const key = ctx.msg.header.msg_id;
+      this.inputWaiters.set(key, { resolve, reject });
+      ctx.abort.signal.addEventListener("abort", () => {
+        this.inputWaiters.delete(key);
+        reject(new Error("input() was interrupted"));
+      }, { once: true });
+      this.reply("stdin", ctx.msg, "input_request", { prompt, password });
+    });
+  }
+
+  host(): KernelHost {
+    return {
+      display: (data, o) => {
+        const transient = o.displayId ? { display_id: o.displayId } : {};
+        if (o.update && !o.displayId) throw new Error("updateDisplay needs the displayId given to display()");
+        this.publish(o.update ? "update_display_data" : "display_data", { data, metadata: o.metadata ?? {}, transient });
+      },
+      clearOutput: (wait) => this.publish("clear_output", { wait }),
+      input: (prompt, password) => this.input(prompt, password),
+      abortSignal: () => currentRequest()?.abort.signal,
+      openComm: (target, data, metadata, buffers) => this.comms.open(target, data, metadata, buffers),
+      currentMessageId: () => currentRequest()?.msg.header.msg_id,
+    };
+  }
+
+  install(): void {
+    installKernelHost(this.host());
+    this.streams.install();
+    Object.defineProperty(globalThis, "abortSignal", { get: () => currentRequest()?.abort.signal, configurable: true });
+    process.on("SIGINT", () => this.interrupt());
+  }
+
+  private fromIo(m: FromIo): void {
+    if (m.t === "msg") {
+      if (m.channel === "stdin") return this.onStdin(m.msg);
+      this.queue.push({ msg: m.msg });
+      void this.drain();
+    } else if (m.t === "synced") {
+      if (m.id === this.syncSerial) {
+        this.queue.push({ stopAborting: true });
+        void this.drain();
+      }
+    } else if (m.t === "shutdown") {
+      this.streams.flush();
+      setTimeout(() => process.exit(0), 50);
+    }
+  }
+
+  private onStdin(msg: Message): void {
+    if (msg.header.msg_type !== "input_reply") return;
+    const key = msg.parent_header.msg_id ?? "";
+    const waiter = this.inputWaiters.get(key) ?? [...this.inputWaiters.values()][0];
+    if (!waiter) return;
+    this.inputWaiters.delete(key);
+    waiter.resolve(String((msg.content as { value?: unknown }).value ?? ""));
+  }
+
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.queue.length) {
+        const item = this.queue.shift()!;
+        if ("stopAborting" in item) this.aborting = false;
+        else await this.handle(item.msg);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async handle(msg: Message): Promise<void> {
+    const type = msg.header.msg_type;
+    const ctx: RequestContext = { msg, abort: new AbortController(), allowStdin: Boolean((msg.content as { allow_stdin?: boolean }).allow_stdin) };
+    Atomics.store(this.interruptFlag, 0, 0);
+    this.current = ctx;
+    setLatestRequest(ctx);
+    this.publish("status", { execution_state: "busy" }, { parent: msg });
+    try {
+      if (this.aborting && type === "execute_request") {
+        this.reply("shell", msg, "execute_reply", { status: "aborted", execution_count: this.executionCount }, { status: "aborted" });
+        return;
+      }
+      const handler = this.handlers.get(type);
+      if (!handler) return;
+      const content = await requests.run(ctx, () => handler(this, ctx));
+      if (content) this.reply("shell", msg, type.replace(/_request$/, "_reply"), content, { status: content.status });
+    } catch (e) {
+      const err = e as Error;
+      if (type.endsWith("_request")) this.reply("shell", msg, type.replace(/_request$/, "_reply"), { status: "error", ename: err.name, evalue: err.message, traceback: [String(err.stack)] });
+    } finally {
+      this.current = undefined;
+      this.publish("status", { execution_state: "idle" }, { parent: msg });
+    }
+  }
+}

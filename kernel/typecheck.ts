@@ -1,0 +1,223 @@
+/** Type-checking, completion and hover for notebook cells, backed by one TypeScript language service.
+ *
+ * Each request sees one virtual module: a *prelude* of declarations carried over from earlier cells,
+ * then the cell. The prelude keeps, per top-level name, the latest declaration: `declare const x: T`
+ * (T inferred by the checker), `declare function f(...)`, the text of classes/interfaces/types/enums,
+ * and one import per imported binding. Names the current cell declares are left out of the prelude,
+ * so re-running `const x = ...` is not a redeclaration. Positions are offsets into the cell. */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type * as TS from "typescript";
+import { declaredNames } from "./transform.js";
+
+export interface CellDiagnostic {
+  code: number;
+  message: string;
+  /** 0-based offset into the cell. */
+  start: number;
+  length: number;
+}
+
+export class NotebookTypes {
+  private readonly cellFile: string;
+  private readonly globalsFile: string;
+  private readonly files = new Map<string, { text: string; version: number }>();
+  private readonly diskSnapshots = new Map<string, TS.IScriptSnapshot | undefined>();
+  private readonly prelude = new Map<string, string>();
+  private readonly service: TS.LanguageService;
+  private readonly options: TS.CompilerOptions;
+  private last?: { code: string; preludeLength: number };
+
+  constructor(private readonly ts: typeof TS, notebookDir: string, kernelPackageRoot: string) {
+    this.cellFile = join(notebookDir, "__loralab_cell__.mts");
+    this.globalsFile = join(notebookDir, "__loralab_globals__.d.ts");
+    const typeRoots = [join(notebookDir, "node_modules/@types"), join(kernelPackageRoot, "node_modules/@types")].filter((d) => existsSync(d));
+    const hasNodeTypes = typeRoots.some((d) => existsSync(join(d, "node")));
+    const paths: Record<string, string[]> = {};
+    if (!existsSync(join(notebookDir, "node_modules/loralab"))) {
+      // A notebook outside a project that installs loralab still imports the kernel's own copy.
+      paths["loralab"] = [join(kernelPackageRoot, "dist/lib/index.d.ts")];
+      paths["loralab/kernel"] = [join(kernelPackageRoot, "dist/kernel/display-api.d.ts")];
+    }
+    this.options = {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      lib: hasNodeTypes ? ["lib.es2023.d.ts"] : ["lib.es2023.d.ts", "lib.dom.d.ts"],
+      types: hasNodeTypes ? ["node"] : [],
+      typeRoots,
+      paths,
+      strict: true,
+      noImplicitAny: false,
+      skipLibCheck: true,
+      esModuleInterop: true,
+      resolveJsonModule: true,
+      allowUnreachableCode: true,
+      allowUnusedLabels: true,
+      noEmit: true,
+    };
+    const displayApi = join(kernelPackageRoot, "dist/kernel/display-api.js");
+    this.setFile(
+      this.globalsFile,
+      [
+        `type __LoralabKernel = typeof import(${JSON.stringify(displayApi)});`,
+        "declare var display: __LoralabKernel['display'];",
+        "declare var updateDisplay: __LoralabKernel['updateDisplay'];",
+        "declare var clearOutput: __LoralabKernel['clearOutput'];",
+        "declare var input: __LoralabKernel['input'];",
+        "declare var widgets: __LoralabKernel['widgets'];",
+        "/** Aborted when the running cell is interrupted; pass it to long operations. */",
+        "declare var abortSignal: AbortSignal;",
+        "declare var require: NodeJS.Require;",
+      ].join("\n"),
+    );
+    const host: TS.LanguageServiceHost = {
+      getCompilationSettings: () => this.options,
+      getScriptFileNames: () => [this.globalsFile, this.cellFile],
+      getScriptVersion: (f) => String(this.files.get(f)?.version ?? 0),
+      getScriptSnapshot: (f) => {
+        const mem = this.files.get(f);
+        if (mem) return ts.ScriptSnapshot.fromString(mem.text);
+        if (!this.diskSnapshots.has(f)) {
+          const text = ts.sys.readFile(f);
+          this.diskSnapshots.set(f, text === undefined ? undefined : ts.ScriptSnapshot.fromString(text));
+        }
+        return this.diskSnapshots.get(f);
+      },
+      getCurrentDirectory: () => notebookDir,
+      getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
+      fileExists: (f) => this.files.has(f) || ts.sys.fileExists(f),
+      readFile: (f) => this.files.get(f)?.text ?? ts.sys.readFile(f),
+      readDirectory: ts.sys.readDirectory,
+      directoryExists: ts.sys.directoryExists,
+      getDirectories: ts.sys.getDirectories,
+      realpath: ts.sys.realpath,
+      useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
+    };
+    this.service = ts.createLanguageService(host, ts.createDocumentRegistry());
+  }
+
+  private setFile(name: string, text: string): void {
+    const cur = this.files.get(name);
+    if (cur?.text === text) return;
+    this.files.set(name, { text, version: (cur?.version ?? 0) + 1 });
+  }
+
+  /** Puts `code` after the prelude of the names it does not redeclare; returns the cell's offset. */
+  private load(code: string): number {
+    const sf = this.ts.createSourceFile("cell.mts", code, this.ts.ScriptTarget.ES2022, false);
+    const shadowed = declaredNames(this.ts, sf);
+    const lines = [...this.prelude].filter(([name]) => !shadowed.has(name)).map(([, text]) => text);
+    const preludeText = lines.join("\n") + "\n";
+    this.setFile(this.cellFile, preludeText + code + "\nexport {};\n");
+    this.last = { code, preludeLength: preludeText.length };
+    return preludeText.length;
+  }
+
+  /** Syntax and type errors inside the cell (errors from carried-over declarations are not the cell's). */
+  check(code: string): CellDiagnostic[] {
+    const offset = this.load(code);
+    const syntactic = this.service.getSyntacticDiagnostics(this.cellFile);
+    const all = syntactic.length ? syntactic : this.service.getSemanticDiagnostics(this.cellFile);
+    const out: CellDiagnostic[] = [];
+    for (const d of all) {
+      if (d.category !== this.ts.DiagnosticCategory.Error || d.start === undefined) continue;
+      const start = d.start - offset;
+      if (start < 0 || start > code.length) continue;
+      out.push({ code: d.code, message: this.ts.flattenDiagnosticMessageText(d.messageText, "\n"), start, length: d.length ?? 0 });
+    }
+    return out;
+  }
+
+  /** Records the top-level declarations of a cell that ran, for the cells after it. */
+  commit(code: string): void {
+    const ts = this.ts;
+    const offset = this.last?.code === code ? this.last.preludeLength : this.load(code);
+    const program = this.service.getProgram();
+    const sf = program?.getSourceFile(this.cellFile);
+    if (!program || !sf) return;
+    const checker = program.getTypeChecker();
+    const flags = ts.TypeFormatFlags.NoTruncation | ts.TypeFormatFlags.UseFullyQualifiedType;
+    const decls = new Map<string, string>();
+    const add = (name: string, text: string) => decls.set(name, decls.has(name) ? `${decls.get(name)}\n${text}` : text);
+    const typeText = (node: TS.Node) => {
+      const text = checker.typeToString(checker.getTypeAtLocation(node), undefined, flags);
+      return /\(Anonymous|\.\.\.|__type/.test(text) ? "any" : text;
+    };
+    const sourceText = (node: TS.Node) => node.getText(sf).replace(/^(export\s+)?(default\s+)?/, "");
+    for (const s of sf.statements) {
+      if (s.pos < offset - 1) continue;
+      if (ts.isVariableStatement(s)) {
+        const kind = s.declarationList.flags & ts.NodeFlags.Const ? "const" : s.declarationList.flags & ts.NodeFlags.Let ? "let" : "var";
+        const visit = (n: TS.BindingName) => {
+          if (ts.isIdentifier(n)) decls.set(n.text, `declare ${kind} ${n.text}: ${typeText(n)};`);
+          else for (const el of n.elements) if (!ts.isOmittedExpression(el)) visit(el.name);
+        };
+        s.declarationList.declarations.forEach((d) => visit(d.name));
+      } else if (ts.isFunctionDeclaration(s) && s.name) {
+        const name = s.name.text;
+        if (decls.has(name)) continue;
+        const sigs = checker.getTypeAtLocation(s.name).getCallSignatures();
+        decls.set(name, sigs.map((sig) => `declare function ${name}${checker.signatureToString(sig, undefined, flags)};`).join("\n"));
+      } else if ((ts.isClassDeclaration(s) || ts.isInterfaceDeclaration(s) || ts.isTypeAliasDeclaration(s) || ts.isEnumDeclaration(s) || ts.isModuleDeclaration(s)) && s.name && ts.isIdentifier(s.name)) {
+        add(s.name.text, sourceText(s));
+      } else if (ts.isImportEqualsDeclaration(s)) {
+        decls.set(s.name.text, sourceText(s));
+      } else if (ts.isImportDeclaration(s) && s.importClause && ts.isStringLiteral(s.moduleSpecifier)) {
+        const from = JSON.stringify(s.moduleSpecifier.text);
+        const c = s.importClause;
+        const type = c.isTypeOnly ? "type " : "";
+        if (c.name) decls.set(c.name.text, `import ${type}${c.name.text} from ${from};`);
+        const b = c.namedBindings;
+        if (b && ts.isNamespaceImport(b)) decls.set(b.name.text, `import ${type}* as ${b.name.text} from ${from};`);
+        else if (b)
+          for (const el of b.elements) {
+            const imported = el.propertyName ? `${el.propertyName.getText(sf)} as ` : "";
+            decls.set(el.name.text, `import ${type || (el.isTypeOnly ? "type " : "")}{ ${imported}${el.name.text} } from ${from};`);
+          }
+      }
+    }
+    for (const [name, text] of decls) {
+      this.prelude.delete(name);
+      this.prelude.set(name, text);
+    }
+  }
+
+  /** Completions at a UTF-16 offset in the cell. */
+  completions(code: string, pos: number): { matches: string[]; start: number; end: number } {
+    const offset = this.load(code);
+    let start = pos;
+    while (start > 0 && /[\w$]/.test(code[start - 1])) start--;
+    let end = pos;
+    while (end < code.length && /[\w$]/.test(code[end])) end++;
+    const prefix = code.slice(start, pos);
+    const info = this.service.getCompletionsAtPosition(this.cellFile, offset + pos, { includeCompletionsWithInsertText: false });
+    const entries = (info?.entries ?? []).filter((e) => e.name.startsWith(prefix) && !e.name.startsWith("__loralab"));
+    entries.sort((a, b) => (a.sortText === b.sortText ? (a.name < b.name ? -1 : 1) : a.sortText < b.sortText ? -1 : 1));
+    return { matches: [...new Set(entries.map((e) => e.name))], start, end };
+  }
+
+  /** Hover text for the identifier at (or just before) a UTF-16 offset. */
+  inspect(code: string, pos: number, detail = 0): string | undefined {
+    const offset = this.load(code);
+    const at = (p: number) => this.service.getQuickInfoAtPosition(this.cellFile, offset + p);
+    const info = at(pos) ?? (pos > 0 ? at(pos - 1) : undefined);
+    if (!info) return undefined;
+    const ts = this.ts;
+    const parts = [ts.displayPartsToString(info.displayParts)];
+    const doc = ts.displayPartsToString(info.documentation);
+    if (doc) parts.push("", doc);
+    const tags = info.tags ?? [];
+    if (tags.length && detail > 0) parts.push("", ...tags.map((t) => `@${t.name} ${ts.displayPartsToString(t.text)}`));
+    return parts.join("\n");
+  }
+}
+
+/** The kernel package root: the directory with loralab's package.json. */
+export function readPackageVersion(root: string, pkg: string): string {
+  try {
+    return JSON.parse(readFileSync(join(root, "node_modules", pkg, "package.json"), "utf8")).version;
+  } catch {
+    return "unknown";
+  }
+}

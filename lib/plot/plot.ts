@@ -8,7 +8,7 @@ import { pngRasterizer, renderSvg, svgToPng } from "./render.js";
 export const VEGALITE_MIME = "application/vnd.vegalite.v5+json";
 export const VEGALITE_SCHEMA_URL = "https://vega.github.io/schema/vega-lite/v5.json";
 /** The method name the loralab kernel (and Deno's) calls to display an object richly. */
-export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display") as never;
+export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display");
 
 /** What a notebook frontend receives: JupyterLab renders the Vega-Lite spec natively, classic viewers and
  * GitHub show the SVG, terminals the text. */

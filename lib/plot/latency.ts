@@ -126,7 +126,7 @@ function tokensPanel(configs: ConfigMeasures[], order: string[]): Panel {
     height: 200,
     mark: { type: "line", strokeWidth: 1.5 },
     encoding: {
-      x: { field: "token", type: "quantitative", title: "generated token" },
+      x: { field: "token", type: "quantitative", title: "generated token", axis: { tickMinStep: 1, format: "d" } },
       y: { field: "ms", type: "quantitative", title: "latency (ms)" },
       color: { field: "config", type: "nominal", title: "configuration", scale: { domain: order } },
       tooltip: [{ field: "config", title: "configuration" }, { field: "token" }, { field: "ms", format: ".3~f" }],

@@ -8,6 +8,7 @@ import { LoralabError } from "../lib/errors.js";
 import {
   GROUP_SIZE_PARAM,
   HtmlFragment,
+  composeHtml,
   JUPYTER_DISPLAY,
   Plot,
   VEGALITE_MIME,
@@ -560,6 +561,19 @@ describe("plots (lib/plot)", function () {
       assert.ok(html.includes("model: &lt;dir&gt;"));
       assert.ok(!/<script|<link|\bsrc=/i.test(html));
       assertSelfContained(html.slice(html.indexOf("<svg")));
+    });
+
+    it("composeHtml puts tables, paragraphs and plots in one fragment for a notebook output", async function () {
+      const table = htmlTable([{ config: "m", ppl: 6 }]);
+      const plot = ttftBars(CONFIGS);
+      const a = await composeHtml(["<ppl>", table, plot]);
+      const b = await composeHtml([plot]);
+      assert.ok(a.html.includes("<p>&lt;ppl&gt;</p>") && a.html.includes(table.html));
+      assert.equal((a.html.match(/<svg /g) ?? []).length, 1);
+      const figureIds = [a, b].map((f) => /<figure id="([^"]+)"/.exec(f.html)![1]);
+      assert.notEqual(figureIds[0], figureIds[1], "ids stay distinct across fragments");
+      assert.equal(a.text, ["<ppl>", table.text, plot.text].join("\n\n"));
+      assert.equal(a[JUPYTER_DISPLAY]()["text/html"], a.html);
     });
 
     it("writeReport writes the page, each plot and extra files, atomically", async function () {

@@ -9,5 +9,5 @@ export { ttftBars, decodeThroughputBars, memoryBars, perTokenLatencyChart, laten
 export { perplexityBars, type PerplexityRow, type PerplexityBarsOptions } from "./perplexity.js";
 export { groupSizeSweepChart, paretoFront, groupLabel, GROUP_SIZE_PARAM, type SweepPoint, type SweepChartOptions } from "./sweep.js";
 export { escapeHtml, htmlTable, trustedHtml, HtmlFragment, type TableColumn, type TableOptions } from "./html.js";
-export { reportHtml, writeReport, type ReportContent, type ReportSection, type ReportOptions, type WriteReportOptions } from "./report.js";
+export { reportHtml, writeReport, composeHtml, type ReportContent, type ReportSection, type ReportOptions, type WriteReportOptions } from "./report.js";
 export { formatNumber, formatBytes, textTable } from "./format.js";

@@ -32,22 +32,40 @@ function scopeSvgIds(svg: string, prefix: string): string {
   return svg.replace(/\bid="([^"]+)"/g, `id="${prefix}$1"`).replace(/url\(#([^)]+)\)/g, `url(#${prefix}$1)`).replace(/href="#([^"]+)"/g, `href="#${prefix}$1"`);
 }
 
+/** Renders content items to HTML; `figure` numbers the plots (after `prefix`) so that their SVG ids stay
+ * unique in a page. */
+async function contentHtml(items: ReportContent[], figure: { prefix: string; n: number }): Promise<string[]> {
+  const parts: string[] = [];
+  for (const item of items) {
+    if (typeof item === "string") parts.push(`<p>${escapeHtml(item)}</p>`);
+    else if (item instanceof HtmlFragment) parts.push(item.html);
+    else {
+      figure.n++;
+      const id = `${figure.prefix}f${figure.n}-`;
+      const svg = scopeSvgIds(await item.svg(), id);
+      parts.push(`<figure id="${id}${escapeHtml(item.name)}">\n${svg}\n<figcaption><pre>${escapeHtml(item.text)}</pre></figcaption>\n</figure>`);
+    }
+  }
+  return parts;
+}
+
+let composed = 0;
+
+/** Tables, paragraphs and plots (as inline SVG) in one HtmlFragment, e.g. for a result's notebook display
+ * (a single output can carry only one text/html). */
+export async function composeHtml(items: ReportContent[]): Promise<HtmlFragment> {
+  // a distinct prefix per fragment: several fragments end up in one notebook page
+  const figure = { prefix: `r${++composed}-`, n: 0 };
+  const text = items.map((i) => (typeof i === "string" ? i : i.text)).join("\n\n");
+  return new HtmlFragment(`<div class="loralab-result">\n${(await contentHtml(items, figure)).join("\n")}\n</div>`, text);
+}
+
 /** A self-contained HTML page (inline CSS and SVG, no scripts, no external resources). */
 export async function reportHtml(sections: ReportSection[], opts: ReportOptions): Promise<string> {
   const parts: string[] = [];
-  let figure = 0;
+  const figure = { prefix: "", n: 0 };
   for (const section of sections) {
-    parts.push(`<section>\n<h2>${escapeHtml(section.title)}</h2>`);
-    for (const item of section.content) {
-      if (typeof item === "string") parts.push(`<p>${escapeHtml(item)}</p>`);
-      else if (item instanceof HtmlFragment) parts.push(item.html);
-      else {
-        figure++;
-        const svg = scopeSvgIds(await item.svg(), `f${figure}-`);
-        parts.push(`<figure id="f${figure}-${escapeHtml(item.name)}">\n${svg}\n<figcaption><pre>${escapeHtml(item.text)}</pre></figcaption>\n</figure>`);
-      }
-    }
-    parts.push("</section>");
+    parts.push(`<section>\n<h2>${escapeHtml(section.title)}</h2>`, ...(await contentHtml(section.content, figure)), "</section>");
   }
   const subtitle = opts.subtitle ? `<p class="subtitle">${escapeHtml(opts.subtitle)}</p>\n` : "";
   return `<!DOCTYPE html>

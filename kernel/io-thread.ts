@@ -91,8 +91,11 @@ async function handleHere(channel: Channel, msg: Message): Promise<boolean> {
     await send("control", "shutdown_reply", { status: "ok", restart }, msg);
     await send("iopub", "shutdown_reply", { status: "ok", restart }, msg);
     await status("idle", msg);
+    // Close the sockets here (zeromq aborts the process if a worker dies with sockets open), then let
+    // the main thread exit; if a synchronous cell blocks it, end the process anyway.
+    await new Promise((r) => setTimeout(r, 20));
+    for (const s of [shell, control, stdin, iopub, hb]) s.close();
     post({ t: "shutdown", restart });
-    // The main thread exits on that message; if a synchronous cell blocks it, end the process anyway.
     setTimeout(() => process.kill(process.pid, "SIGTERM"), 1500).unref();
     return true;
   }
@@ -126,8 +129,8 @@ port.on("message", (m: ToIo) => {
   if (m.t === "send") {
     void send(m.channel, m.msgType, m.content, { header: m.parent ?? {}, identities: m.identities }, { metadata: m.metadata, buffers: m.buffers });
   } else if (m.t === "sync") {
-    // Let zeromq deliver what is already queued before answering, so the main thread sees it first.
-    setTimeout(() => post({ t: "synced", id: m.id }), 20);
+    // Answer after the messages zeromq already delivered to this thread were forwarded.
+    setImmediate(() => post({ t: "synced", id: m.id }));
   }
 });
 
@@ -144,7 +147,9 @@ await Promise.all([
 ]);
 void send("iopub", "status", { execution_state: "starting" }, { header: {} });
 post({ t: "ready" });
-void heartbeat();
-void receive("shell", shell);
-void receive("control", control);
-void receive("stdin", stdin);
+/** Receive loops end with an error when shutdown closes their socket. */
+const untilClosed = (loop: Promise<void>) => loop.catch((e) => log(`socket loop ended: ${e}`));
+void untilClosed(heartbeat());
+void untilClosed(receive("shell", shell));
+void untilClosed(receive("control", control));
+void untilClosed(receive("stdin", stdin));

@@ -124,7 +124,7 @@ export class Kernel {
       }
     } else if (m.t === "shutdown") {
       this.streams.flush();
-      setTimeout(() => process.exit(0), 50);
+      process.exit(0);
     }
   }
 

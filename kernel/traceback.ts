@@ -77,7 +77,7 @@ export function runtimeErrorContent(err: unknown, cells: Map<string, CellRecord>
       const name = fn && !/^async\b/.test(fn) && fn !== "async" ? fn.replace(/^async /, "") : "";
       frames.push(`    at ${name ? `${name} (${where})` : where}`);
       frame ??= `${where}\n${codeFrame(cell.code, pos.line + 1, pos.col + 1)}`;
-    } else if (!file.startsWith(KERNEL_DIR) && !file.startsWith("node:internal/vm")) {
+    } else if (!file.replace(/^file:\/\//, "").startsWith(KERNEL_DIR) && !file.startsWith("node:vm") && !file.startsWith("node:internal/vm")) {
       frames.push(raw.replace(/^\s*/, "    "));
     }
   }

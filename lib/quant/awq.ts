@@ -1,0 +1,163 @@
+/** AWQ (SPEC §6.2): activation-aware per-channel scale search over a 20-point grid per scaling group
+ * (duo scaling, as AutoAWQ), and the clipping search; quantization is min-max asymmetric (§4.1). The
+ * caller supplies the forward that measures a candidate's output error (a layer run on ORT). */
+import { type Bits, dequantize, quantizeRtn } from "./quantizer.js";
+
+export const N_GRID = 20;
+
+/** mean over tokens of |x[:, c]| for x (T × K). */
+export function meanAbsColumns(x: Float32Array, T: number, K: number): Float64Array {
+  const m = new Float64Array(K);
+  for (let t = 0; t < T; t++) {
+    const o = t * K;
+    for (let c = 0; c < K; c++) m[c] += Math.abs(x[o + c]);
+  }
+  for (let c = 0; c < K; c++) m[c] /= T;
+  return m;
+}
+
+/** w_mean[c]: mean over all rows of the group's linears of |w| / (absmax of its quantization group + 1e-6). */
+export function weightMeanColumns(weights: { W: Float32Array; N: number }[], K: number, G: number): Float64Array {
+  const m = new Float64Array(K);
+  let rows = 0;
+  for (const { W, N } of weights) {
+    for (let n = 0; n < N; n++) {
+      const o = n * K;
+      for (let g0 = 0; g0 < K; g0 += G) {
+        let amax = 0;
+        for (let k = g0; k < g0 + G; k++) amax = Math.max(amax, Math.abs(W[o + k]));
+        const inv = 1 / (amax + 1e-6);
+        for (let k = g0; k < g0 + G; k++) m[k] += Math.abs(W[o + k]) * inv;
+      }
+    }
+    rows += N;
+  }
+  for (let c = 0; c < K; c++) m[c] /= rows;
+  return m;
+}
+
+/** The candidate scale for grid point `ratio` (duo scaling), normalised by sqrt(max·min). */
+export function candidateScales(xMean: Float64Array, wMean: Float64Array, ratio: number): Float32Array {
+  const K = xMean.length;
+  const s = new Float32Array(K);
+  let mx = -Infinity, mn = Infinity;
+  for (let c = 0; c < K; c++) {
+    const v = Math.max(Math.pow(xMean[c], ratio) / (Math.pow(wMean[c], 1 - ratio) + 1e-4), 1e-4);
+    s[c] = v;
+    if (v > mx) mx = v;
+    if (v < mn) mn = v;
+  }
+  const norm = Math.sqrt(mx * mn);
+  for (let c = 0; c < K; c++) {
+    const v = s[c] / norm;
+    s[c] = Number.isFinite(v) ? v : 1;
+  }
+  return s;
+}
+
+/** Q(W·diag(s))·diag(s)⁻¹: what the scaled linear computes on unscaled inputs. */
+export function pseudoQuantScaled(W: Float32Array, N: number, K: number, s: Float32Array, bits: Bits, groupSize: number): Float32Array {
+  const Ws = new Float32Array(N * K);
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) Ws[n * K + k] = W[n * K + k] * s[k];
+  const deq = dequantize(quantizeRtn(Ws, N, K, { bits, groupSize, sym: false, rule: "minmax" }));
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) deq[n * K + k] /= s[k];
+  return deq;
+}
+
+export interface ScaleSearchResult {
+  scales: Float32Array;
+  loss: number;
+  ratio: number;
+}
+
+/** Grid search of the per-input-channel scale for one scaling group. `lossOf` gets the candidate
+ * weights (same order as `linears`, original basis) and returns the output MSE against full precision. */
+export async function searchScales(
+  linears: { W: Float32Array; N: number }[],
+  K: number,
+  xMean: Float64Array,
+  bits: Bits,
+  groupSize: number,
+  lossOf: (candidates: Float32Array[]) => Promise<number>,
+): Promise<ScaleSearchResult> {
+  const G = groupSize === -1 ? K : groupSize;
+  const wMean = weightMeanColumns(linears, K, G);
+  let best: ScaleSearchResult | undefined;
+  for (let i = 0; i < N_GRID; i++) {
+    const ratio = i / N_GRID;
+    const s = candidateScales(xMean, wMean, ratio);
+    const cands = linears.map(({ W, N }) => pseudoQuantScaled(W, N, K, s, bits, groupSize));
+    const loss = await lossOf(cands);
+    if (!best || loss < best.loss) best = { scales: s, loss, ratio };
+  }
+  return best!;
+}
+
+/** Clipping search (AutoAWQ `_compute_best_clip`) on a scaled weight with scaled inputs `x` (T × K):
+ * per (output channel, group) the max |w| kept among org_max·(1 − i/20), i < 10, minimising the mean
+ * squared error of the group's partial dot products over every ⌊T/512⌋-th token. Clamps W in place. */
+export function clipSearch(W: Float32Array, N: number, K: number, x: Float32Array, T: number, bits: Bits, groupSize: number): Float32Array {
+  const G = groupSize === -1 ? K : groupSize;
+  const ng = K / G;
+  const step = Math.max(1, Math.floor(T / 512));
+  const tokens: number[] = [];
+  for (let t = 0; t < T; t += step) tokens.push(t);
+  const orgMax = new Float32Array(N * ng);
+  for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
+    let m = 0;
+    for (let k = g * G; k < (g + 1) * G; k++) m = Math.max(m, Math.abs(W[n * K + k]));
+    orgMax[n * ng + g] = m;
+  }
+  // reference partial outputs Σ_{k∈g} x_k·w_k
+  const ref = new Float64Array(tokens.length * N * ng);
+  const partials = (M: Float32Array, out: Float64Array) => {
+    for (let ti = 0; ti < tokens.length; ti++) {
+      const xo = tokens[ti] * K;
+      for (let n = 0; n < N; n++) {
+        const wo = n * K;
+        for (let g = 0; g < ng; g++) {
+          let acc = 0;
+          for (let k = g * G; k < (g + 1) * G; k++) acc += x[xo + k] * M[wo + k];
+          out[(ti * N + n) * ng + g] = acc;
+        }
+      }
+    }
+  };
+  partials(W, ref);
+  const bestErr = new Float64Array(N * ng).fill(Infinity);
+  const bestMax = Float32Array.from(orgMax);
+  const clipped = new Float32Array(N * K);
+  const cur = new Float64Array(ref.length);
+  for (let i = 0; i < N_GRID / 2; i++) {
+    const f = 1 - i / N_GRID;
+    for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
+      const mv = orgMax[n * ng + g] * f;
+      for (let k = g * G; k < (g + 1) * G; k++) {
+        const w = W[n * K + k];
+        clipped[n * K + k] = w > mv ? mv : w < -mv ? -mv : w;
+      }
+    }
+    const q = dequantize(quantizeRtn(clipped, N, K, { bits, groupSize: G, sym: false, rule: "minmax" }));
+    partials(q, cur);
+    for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
+      let e = 0;
+      for (let ti = 0; ti < tokens.length; ti++) {
+        const d = cur[(ti * N + n) * ng + g] - ref[(ti * N + n) * ng + g];
+        e += d * d;
+      }
+      e /= tokens.length;
+      if (e < bestErr[n * ng + g]) {
+        bestErr[n * ng + g] = e;
+        bestMax[n * ng + g] = orgMax[n * ng + g] * f;
+      }
+    }
+  }
+  for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
+    const mv = bestMax[n * ng + g];
+    for (let k = g * G; k < (g + 1) * G; k++) {
+      const w = W[n * K + k];
+      W[n * K + k] = w > mv ? mv : w < -mv ? -mv : w;
+    }
+  }
+  return bestMax;
+}

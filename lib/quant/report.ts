@@ -1,0 +1,109 @@
+/** The result of `quantizeModel`: per-module numbers, skipped modules, sizes and timings; JSON for the
+ * CLI and an HTML table for Jupyter (`Symbol.for("Jupyter.display")`). */
+
+export interface ModuleReport {
+  module: string;
+  /** [out, in] */
+  shape: [number, number];
+  bits: number;
+  groupSize: number;
+  /** ‖W − Ŵ‖ / ‖W‖ (AWQ: in the scaled basis, against the scaled weight before clipping) */
+  relError: number;
+  /** GPTQ: Σ (w − q)²/Hinv_ii²/2; AWQ: output MSE of the module's scaling group at the chosen scale; RTN: null */
+  loss: number | null;
+  seconds: number;
+}
+
+export interface SkippedModule {
+  module: string;
+  shape: [number, number];
+  reason: string;
+}
+
+export interface QuantReportData {
+  model: string;
+  out: string;
+  method: string;
+  format: string;
+  bits: number;
+  groupSize: number;
+  sym: boolean;
+  descAct: boolean;
+  damp: number | null;
+  calibration: { file: string; samples: number; seqLen: number; seed: number; tokens: number } | null;
+  modules: ModuleReport[];
+  skipped: SkippedModule[];
+  bytesBefore: number;
+  bytesAfter: number;
+  seconds: number;
+}
+
+export class QuantReport implements QuantReportData {
+  model!: string;
+  out!: string;
+  method!: string;
+  format!: string;
+  bits!: number;
+  groupSize!: number;
+  sym!: boolean;
+  descAct!: boolean;
+  damp!: number | null;
+  calibration!: QuantReportData["calibration"];
+  modules!: ModuleReport[];
+  skipped!: SkippedModule[];
+  bytesBefore!: number;
+  bytesAfter!: number;
+  seconds!: number;
+
+  constructor(data: QuantReportData) {
+    Object.assign(this, data);
+  }
+
+  toJSON(): QuantReportData {
+    return { ...this };
+  }
+
+  /** A few lines for the terminal. */
+  summary(): string {
+    const mean = this.modules.length ? this.modules.reduce((a, m) => a + m.relError, 0) / this.modules.length : 0;
+    const lines = [
+      `${this.method} ${this.bits}-bit g${this.groupSize}${this.sym ? " sym" : " asym"} → ${this.format}: ${this.out}`,
+      `${this.modules.length} modules quantized (mean ‖W−Ŵ‖/‖W‖ ${mean.toExponential(3)}), ${this.skipped.length} kept in full precision`,
+      `${fmtBytes(this.bytesBefore)} → ${fmtBytes(this.bytesAfter)} in ${this.seconds.toFixed(2)} s`,
+    ];
+    for (const s of dedupeReasons(this.skipped)) lines.push(`  not quantized: ${s}`);
+    return lines.join("\n");
+  }
+
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    const rows = this.modules
+      .map((m) => `<tr><td>${esc(m.module)}</td><td>${m.shape.join("×")}</td><td>${m.bits}</td><td>${m.groupSize}</td><td>${m.relError.toExponential(3)}</td><td>${m.loss === null ? "" : m.loss.toExponential(3)}</td><td>${m.seconds.toFixed(3)}</td></tr>`)
+      .join("");
+    const skipped = this.skipped.map((s) => `<li>${esc(s.module)} (${s.shape.join("×")}): ${esc(s.reason)}</li>`).join("");
+    const html =
+      `<div><b>${esc(this.method)} ${this.bits}-bit g${this.groupSize} → ${esc(this.format)}</b> — ${fmtBytes(this.bytesBefore)} → ${fmtBytes(this.bytesAfter)}, ${this.seconds.toFixed(2)} s` +
+      `<table><thead><tr><th>module</th><th>shape</th><th>bits</th><th>group</th><th>‖W−Ŵ‖/‖W‖</th><th>loss</th><th>s</th></tr></thead><tbody>${rows}</tbody></table>` +
+      (skipped ? `<p>kept in full precision:</p><ul>${skipped}</ul>` : "") +
+      `</div>`;
+    return { "text/html": html, "text/plain": this.summary() };
+  }
+}
+
+function dedupeReasons(skipped: SkippedModule[]): string[] {
+  const byReason = new Map<string, string[]>();
+  for (const s of skipped) {
+    const rel = s.module.replace(/^model\.layers\.\d+\./, "");
+    const list = byReason.get(`${rel}: ${s.reason}`) ?? [];
+    list.push(s.module);
+    byReason.set(`${rel}: ${s.reason}`, list);
+  }
+  return [...byReason].map(([r, l]) => `${r} (${l.length}×)`);
+}
+
+export function fmtBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} B`;
+}

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { LoralabError, throwIfAborted } from "../errors.js";
 import type { LoadOptions } from "../model/causal-lm.js";
 import { generate } from "../model/generate.js";
@@ -40,7 +41,15 @@ export function rssBytes(): number {
   return process.memoryUsage.rss();
 }
 
+/** The process's RSS high-water mark: VmHWM on Linux (belongs to this process image; getrusage's maxRSS
+ * carries the parent's peak across fork+exec), getrusage elsewhere. */
 export function peakRss(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
   return process.resourceUsage().maxRSS * 1024;
 }
 

@@ -1,0 +1,231 @@
+/**
+ * Engine benchmark (prints one JSON object): TTFT, decode tok/s and peak RSS for base, base + dynamic
+ * LoRA (r=16 on all seven linears of every layer) and merged, on stories260K and on a generated fp32
+ * model with Llama-2-7B layer shapes and 2 decoder layers; plus the decode memory-bandwidth bound
+ * measured in the same run (weight bytes read per token ÷ large-buffer copy bandwidth).
+ *
+ *   node --import tsx bench/engine.ts [--threads N] [--repeats R] [--rounds K] [--skip-7b] [--dir DIR]
+ *
+ * Every configuration runs in its own child process, so peak RSS belongs to that configuration alone.
+ * Generated models and merged copies are written as ordinary HF directories under a temp dir (removed
+ * at the end) and loaded like any user model (tensors streamed, external ONNX data above 1.5 GB).
+ */
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { benchLoaded, rssBytes } from "../lib/bench/benchmark.js";
+import { summarize } from "../lib/bench/stats.js";
+import { createSession, ort } from "../lib/engine/session.js";
+import { GraphBuilder } from "../lib/engine/onnx-builder.js";
+import { type ModelConfig, loadConfig, parseConfig } from "../lib/io/hf-config.js";
+import { ModelDir } from "../lib/io/model-dir.js";
+import { writeSafetensors } from "../lib/io/safetensors.js";
+import type { Adapter, LoraModule } from "../lib/lora/types.js";
+import { layerLinears, linearShape } from "../lib/model/architecture.js";
+import { CausalLM } from "../lib/model/causal-lm.js";
+import { TextTokenizer } from "../lib/model/tokenizer.js";
+import { AdapterWeightSource, openWeightSource } from "../lib/model/weights.js";
+import { Tensor } from "../lib/tensor/tensor.js";
+
+const SHARED = process.env.LORALAB_SHARED_DATA ?? join(fileURLToPath(new URL("../../shared/data", import.meta.url)));
+const RANK = 16, ALPHA = 32;
+const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.";
+
+function rng(seedText: string): () => number {
+  let s = 2166136261;
+  for (const c of seedText) s = Math.imul(s ^ c.charCodeAt(0), 16777619) >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296 - 0.5;
+  };
+}
+
+function randomF32(n: number, seedText: string, scale: number, offset = 0): Float32Array {
+  const r = rng(seedText), out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = offset + 2 * scale * r();
+  return out;
+}
+
+/** The seeded r=16 adapter on all seven linears of every layer (same values in every process). */
+function generatedAdapter(cfg: ModelConfig): Adapter {
+  const modules = new Map<string, LoraModule>();
+  for (let l = 0; l < cfg.numLayers; l++)
+    for (const module of layerLinears(l)) {
+      const [out, inp] = linearShape(cfg, module);
+      const A = new Tensor("F32", [RANK, inp], randomF32(RANK * inp, `${module}.A`, 1 / Math.sqrt(inp)));
+      const B = new Tensor("F32", [out, RANK], randomF32(out * RANK, `${module}.B`, 0.02));
+      modules.set(`${module}.weight`, { module, target: `${module}.weight`, kind: "linear", A, B, r: RANK, alpha: ALPHA, scaling: ALPHA / RANK, fanInFanOut: false });
+    }
+  return { dir: "generated r=16 all-linear adapter", config: { r: RANK, lora_alpha: ALPHA }, modules, replacements: new Map(), trainableTokens: new Map() };
+}
+
+/** Writes a seeded fp32 model with Llama-2-7B layer shapes and `layers` decoder layers. */
+async function writeLlama7bShaped(dir: string, layers: number): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const raw = {
+    architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32,
+    num_key_value_heads: 32, num_hidden_layers: layers, vocab_size: 32000, max_position_embeddings: 4096, rms_norm_eps: 1e-5,
+    rope_theta: 10000, hidden_act: "silu", tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2, torch_dtype: "float32",
+  };
+  writeFileSync(join(dir, "config.json"), JSON.stringify(raw, null, 2));
+  const cfg = parseConfig(raw);
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(SHARED, "llama2-tokenizer", f), join(dir, f));
+  const plan: { name: string; dtype: "F32"; shape: number[]; scale: number; offset: number }[] = [];
+  const add = (name: string, shape: number[], scale: number, offset = 0) => plan.push({ name, dtype: "F32", shape, scale, offset });
+  add("model.embed_tokens.weight", [32000, 4096], 0.02);
+  for (let l = 0; l < layers; l++) {
+    add(`model.layers.${l}.input_layernorm.weight`, [4096], 0.1, 1);
+    add(`model.layers.${l}.post_attention_layernorm.weight`, [4096], 0.1, 1);
+    for (const m of layerLinears(l)) {
+      const s = linearShape(cfg, m);
+      add(`${m}.weight`, s, 1 / Math.sqrt(s[1]));
+    }
+  }
+  add("model.norm.weight", [4096], 0.1, 1);
+  add("lm_head.weight", [32000, 4096], 1 / 64);
+  await writeSafetensors(join(dir, "model.safetensors"), plan, (p) => {
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    const pp = plan.find((q) => q.name === p.name)!;
+    return new Uint8Array(randomF32(n, p.name, pp.scale, pp.offset).buffer);
+  });
+}
+
+/** W' = W + s·B·A for every adapted tensor, computed by ORT (Gemm), written tensor by tensor. */
+async function writeMerged(baseDir: string, adapter: Adapter, outDir: string): Promise<void> {
+  mkdirSync(outDir, { recursive: true });
+  const base = await ModelDir.open(baseDir);
+  for (const f of ["config.json", ...base.auxFiles]) copyFileSync(join(baseDir, f), join(outDir, f));
+  const g = new GraphBuilder("merge");
+  g.input("W", "F32", ["o", "i"]);
+  g.input("B", "F32", ["o", "r"]);
+  g.input("A", "F32", ["r", "i"]);
+  g.node("Gemm", ["B", "A", "W"], ["Y"], { alpha: { float: ALPHA / RANK }, beta: { float: 1 } });
+  g.output("Y", "F32", ["o", "i"]);
+  const session = await createSession(g.toBytes());
+  const names = base.names();
+  await writeSafetensors(join(outDir, "model.safetensors"), names.map((n) => base.entry(n)), async (p) => {
+    const t = await base.read(p.name);
+    const m = adapter.modules.get(p.name);
+    if (!m) return t.bytes();
+    const f = (x: Tensor) => new ort.Tensor("float32", x.toF32(), [...x.shape]);
+    const y = await session.run({ W: f(t), B: f(m.B), A: f(m.A) });
+    const d = y.Y.data as Float32Array;
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  });
+  await session.release();
+  await base.close();
+}
+
+/** Bytes of weights decode reads per token: every linear incl. lm_head, the norms, LoRA factors. */
+function decodeBytesPerToken(cfg: ModelConfig, lora: boolean): number {
+  let n = cfg.hiddenSize * (2 * cfg.numLayers + 1);
+  for (let l = 0; l < cfg.numLayers; l++)
+    for (const m of layerLinears(l)) {
+      const [o, i] = linearShape(cfg, m);
+      n += o * i + (lora ? RANK * (o + i) : 0);
+    }
+  n += cfg.vocabSize * cfg.hiddenSize;
+  return 4 * n;
+}
+
+/** Copy bandwidth of a 1 GiB buffer (bytes copied per second), median of 5 after one warm-up. */
+function copyBandwidth(): { gbPerS: number; runs: number[] } {
+  const n = 256 * 1024 * 1024;
+  const src = new Float32Array(n).fill(1), dst = new Float32Array(n).fill(2);
+  const runs: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const t = performance.now();
+    dst.set(src);
+    const ms = performance.now() - t;
+    if (i > 0) runs.push((n * 4) / ms / 1e6);
+  }
+  return { gbPerS: summarize(runs).median, runs };
+}
+
+async function child(modelDir: string, config: string, threads: number | undefined, repeats: number, maxNew: number): Promise<void> {
+  const before = rssBytes();
+  const base = await openWeightSource(modelDir);
+  const cfg = base.config;
+  const source = config === "dynamic" ? new AdapterWeightSource(base, generatedAdapter(cfg)) : base;
+  const lm = await CausalLM.load(source, { threads, maxContext: Math.min(cfg.maxPositionEmbeddings, 512) });
+  const tokenizer = await TextTokenizer.load(source.tokenizerDir);
+  await source.close();
+  const r = await benchLoaded({ lm, tokenizer, source: source.description }, config, { prompt: PROMPT, maxNewTokens: maxNew, repeats, warmup: 1, threads }, before);
+  process.stdout.write(JSON.stringify({ ...r, decodeBytesPerToken: decodeBytesPerToken(cfg, config === "dynamic") }) + "\n");
+  await lm.release();
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { threads: { type: "string" }, repeats: { type: "string" }, "skip-7b": { type: "boolean" }, dir: { type: "string" }, rounds: { type: "string" }, child: { type: "string", multiple: true } } });
+  const threads = values.threads ? Number(values.threads) : undefined;
+  const repeats = values.repeats ? Number(values.repeats) : 3;
+  const rounds = (name: string) => (values.rounds ? Number(values.rounds) : name === "stories260K" ? 5 : 2);
+  if (values.child) {
+    const [modelDir, config, maxNew] = values.child;
+    return child(modelDir, config, threads, repeats, Number(maxNew));
+  }
+  const work = values.dir ?? mkdtempSync(join(tmpdir(), "loralab-bench-"));
+  const script = fileURLToPath(import.meta.url);
+  const run = (modelDir: string, config: string, maxNew: number) => {
+    const args = ["--import", "tsx", script, "--child", modelDir, "--child", config, "--child", String(maxNew), "--repeats", String(repeats), ...(threads ? ["--threads", String(threads)] : [])];
+    return JSON.parse(execFileSync(process.execPath, args, { encoding: "utf8", maxBuffer: 1 << 26, stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!);
+  };
+  try {
+    const models: [string, string, number][] = [["stories260K", join(SHARED, "stories260K-hf"), 64]];
+    if (!values["skip-7b"]) {
+      process.stderr.write("writing the Llama-2-7B-shaped 2-layer fp32 model...\n");
+      await writeLlama7bShaped(join(work, "llama7b-shaped-2l"), 2);
+      models.push(["llama2-7b-shaped-2-layers-fp32", join(work, "llama7b-shaped-2l"), 16]);
+    }
+    const bandwidthBefore = copyBandwidth();
+    const report: Record<string, unknown> = {};
+    for (const [name, dir, maxNew] of models) {
+      const cfg = await loadConfig(dir);
+      process.stderr.write(`${name}: writing the merged copy...\n`);
+      const mergedDir = join(work, `${name}-merged`);
+      await writeMerged(dir, generatedAdapter(cfg), mergedDir);
+      // rounds interleave the configurations so drift on a shared machine hits all of them alike
+      const runs: Record<string, ReturnType<typeof run>[]> = { base: [], dynamic: [], merged: [] };
+      for (let round = 0; round < rounds(name); round++)
+        for (const [config, d] of [["base", dir], ["dynamic", dir], ["merged", mergedDir]] as const) {
+          process.stderr.write(`${name}: ${config} (round ${round + 1})...\n`);
+          runs[config].push(run(d, config, maxNew));
+        }
+      const rows = Object.fromEntries(Object.entries(runs).map(([config, rs]) => [config, {
+        ...rs[0],
+        ttftMs: summarize(rs.map((r) => r.ttftMs.median)),
+        decodeTokPerS: summarize(rs.map((r) => r.decodeTokPerS.median)),
+        peakRssBytes: Math.max(...rs.map((r) => r.peakRssBytes)),
+        memoryBytes: Math.max(...rs.map((r) => r.memoryBytes)),
+        loadMs: summarize(rs.map((r) => r.loadMs)).median,
+        perRound: rs.map((r) => ({ ttftMs: r.ttftMs, decodeTokPerS: r.decodeTokPerS, latencyMs: r.latencyMs, peakRssBytes: r.peakRssBytes, loadMs: r.loadMs })),
+      }]));
+      rmSync(mergedDir, { recursive: true, force: true });
+      report[name] = { rows, maxNewTokens: maxNew };
+    }
+    const bandwidthAfter = copyBandwidth();
+    const bw = (bandwidthBefore.gbPerS + bandwidthAfter.gbPerS) / 2;
+    const summary: Record<string, unknown> = {};
+    for (const [name, entry] of Object.entries(report) as [string, { rows: Record<string, { decodeTokPerS: { median: number }; ttftMs: { median: number }; peakRssBytes: number; memoryBytes: number; modelBytes: number; loadMs: number; decodeBytesPerToken: number }> }][]) {
+      const out: Record<string, unknown> = {};
+      for (const [config, r] of Object.entries(entry.rows)) {
+        const bound = (bw * 1e9) / r.decodeBytesPerToken;
+        out[config] = {
+          ttftMs: r.ttftMs.median, decodeTokPerS: r.decodeTokPerS.median, peakRssBytes: r.peakRssBytes, memoryBytes: r.memoryBytes,
+          modelBytes: r.modelBytes, loadMs: r.loadMs, decodeBytesPerToken: r.decodeBytesPerToken, boundTokPerS: bound, achievedOverBound: r.decodeTokPerS.median / bound,
+        };
+      }
+      out.mergedOverBase = entry.rows.merged.decodeTokPerS.median / entry.rows.base.decodeTokPerS.median;
+      out.dynamicOverBase = entry.rows.dynamic.decodeTokPerS.median / entry.rows.base.decodeTokPerS.median;
+      summary[name] = out;
+    }
+    process.stdout.write(JSON.stringify({ date: new Date().toISOString(), threads: threads ?? null, repeats, copyBandwidthGBps: { before: bandwidthBefore, after: bandwidthAfter, used: bw }, summary, details: report }, null, 2) + "\n");
+  } finally {
+    if (!values.dir) rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -5,6 +5,7 @@ import { Ajv, type ValidateFunction } from "ajv";
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import { LoralabError } from "../lib/errors.js";
+import { histogram } from "../lib/tensor/stats.js";
 import {
   GROUP_SIZE_PARAM,
   HtmlFragment,
@@ -443,6 +444,21 @@ describe("plots (lib/plot)", function () {
       } finally {
         view.finalize();
       }
+    });
+
+    it("accepts precomputed error histograms", async function () {
+      const h = (values: number[]) => histogram(values, 4, [-1, 1]);
+      const plot = groupSizeSweepChart([
+        { method: "RTN", bits: 4, groupSize: 32, ppl: 6, sizeBytes: 2e6, error: h([-0.9, -0.9, 0.1, 0.9]) },
+        { method: "RTN", bits: 4, groupSize: 128, ppl: 6.5, sizeBytes: 1e6, error: h([0.6, 0.6, 0.6]) },
+      ]);
+      assertValidSpec(plot);
+      const rows = dataset<{ groupSize: number; start: number; count: number }>(plot, "errors");
+      assert.deepEqual(rows.filter((r) => r.groupSize === 32).map((r) => r.count), [2, 0, 1, 1]);
+      assert.deepEqual(rows.filter((r) => r.groupSize === 128).map((r) => r.count), [0, 0, 0, 3]);
+      const svg = await plot.svg(); // initial: group 128
+      assert.deepEqual(markLabels(svg, "rect").map((l) => Number(/count: (\d+)/.exec(l)![1])), [0, 0, 0, 3]);
+      assert.deepEqual(paretoFront([{ sizeBytes: 2e6, ppl: 6 }, { sizeBytes: 1e6, ppl: 6.5 }]).map((p) => p.sizeBytes), [1e6, 2e6]);
     });
 
     it("rejects duplicates and an initial group size outside the sweep", function () {

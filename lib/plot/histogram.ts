@@ -31,27 +31,22 @@ export interface HistogramOptions {
   xTitle?: string;
 }
 
-/** The common range of all series' finite values. */
-function sharedRange(series: ValueSeries[]): [number, number] {
+/** The range [min, max] of the finite values of all arrays ([Infinity, -Infinity] when there are none). */
+export function finiteRange(arrays: Iterable<ArrayLike<number>>): [number, number] {
   let lo = Infinity, hi = -Infinity;
-  for (const { values } of series)
+  for (const values of arrays)
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      if (v < lo) lo = v; // NaN compares false; ±Infinity is excluded below
+      if (!Number.isFinite(v)) continue;
+      if (v < lo) lo = v;
       if (v > hi) hi = v;
     }
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) {
-    // infinities present or no values: fall back to the finite extremes
-    lo = Infinity; hi = -Infinity;
-    for (const { values } of series)
-      for (let i = 0; i < values.length; i++) if (Number.isFinite(values[i])) { lo = Math.min(lo, values[i]); hi = Math.max(hi, values[i]); }
-  }
   return [lo, hi];
 }
 
 /** Bins every series over one shared range (so the bars line up) into plot rows. */
 export function binSeries(series: ValueSeries[], bins = 80, range?: [number, number]): BinRow[] {
-  const r = range ?? sharedRange(series);
+  const r = range ?? finiteRange(series.map((s) => s.values));
   const rows: BinRow[] = [];
   for (const s of series) rows.push(...histogramRows(s.name, histogram(s.values, bins, Number.isFinite(r[0]) ? r : undefined)));
   return rows;

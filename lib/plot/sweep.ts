@@ -1,6 +1,7 @@
 import { LoralabError } from "../errors.js";
 import { histogram, type Histogram } from "../tensor/stats.js";
 import { formatBytes, formatNumber, slug, textTable } from "./format.js";
+import { finiteRange } from "./histogram.js";
 import { Plot } from "./plot.js";
 import { asSpec, distinct, specHeader } from "./spec.js";
 
@@ -53,12 +54,10 @@ function isHistogram(e: ArrayLike<number> | Histogram): e is Histogram {
 
 /** Error histogram rows for every point, raw values binned over one range shared by all points. */
 function errorRows(points: SweepPoint[], bins: number) {
-  let lo = Infinity, hi = -Infinity;
-  for (const p of points) {
-    if (!p.error) continue;
-    if (isHistogram(p.error)) { lo = Math.min(lo, p.error.edges[0]); hi = Math.max(hi, p.error.edges[p.error.edges.length - 1]); continue; }
-    for (let i = 0; i < p.error.length; i++) { const v = p.error[i]; if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } }
-  }
+  const raw = points.flatMap((p) => (p.error && !isHistogram(p.error) ? [p.error] : []));
+  let [lo, hi] = finiteRange(raw);
+  for (const p of points)
+    if (p.error && isHistogram(p.error)) { lo = Math.min(lo, p.error.edges[0]); hi = Math.max(hi, p.error.edges[p.error.edges.length - 1]); }
   const range: [number, number] | undefined = hi > lo ? [lo, hi] : undefined;
   const rows: { series: string; groupSize: number; start: number; end: number; count: number }[] = [];
   for (const p of points) {

@@ -66,11 +66,20 @@ async function mergedSource(base: WeightSource, adapter: Adapter): Promise<MapWe
   return new MapWeightSource(base.config, tensors, "merged in test");
 }
 
+/** Builds the session, then closes the source's files. */
+async function load(src: WeightSource): Promise<CausalLM> {
+  try {
+    return await CausalLM.load(src, { threads: 1 });
+  } finally {
+    await src.close();
+  }
+}
+
 for (const variant of ["stories260K-hf", "stories260K-hf/sharded"]) {
   describe(`stories260K golden values (${variant})`, () => {
     let lm: CausalLM;
     before(async () => {
-      lm = await CausalLM.load(await openWeightSource(data(variant)), { threads: 1 });
+      lm = await load(await openWeightSource(data(variant)));
     });
     after(() => lm.release());
 
@@ -135,9 +144,11 @@ describe("stories260K + lora-shakespeare golden values: base, dynamic LoRA, merg
   const lms: Record<string, CausalLM> = {};
   before(async () => {
     const adapter = await readPlainAdapter(data("stories260K-lora-shakespeare"));
-    lms.base = await CausalLM.load(await openWeightSource(data("stories260K-hf")), { threads: 1 });
-    lms.dynamic = await CausalLM.load(new AdapterWeightSource(await openWeightSource(data("stories260K-hf/sharded")), adapter), { threads: 1 });
-    lms.merged = await CausalLM.load(await mergedSource(await openWeightSource(data("stories260K-hf")), adapter), { threads: 1 });
+    lms.base = await load(await openWeightSource(data("stories260K-hf")));
+    lms.dynamic = await load(new AdapterWeightSource(await openWeightSource(data("stories260K-hf/sharded")), adapter));
+    const base = await openWeightSource(data("stories260K-hf"));
+    lms.merged = await load(await mergedSource(base, adapter));
+    await base.close();
   });
   after(async () => {
     for (const lm of Object.values(lms)) await lm.release();

@@ -168,7 +168,10 @@ class ProtocolTests(unittest.TestCase):
 
     def test_stdin_input_request(self):
         msg_id = self.kc.execute('const answer = await input("Name? "); `hello ${answer}`', allow_stdin=True)
-        req = self.kc.get_stdin_msg(timeout=TIMEOUT)
+        try:
+            req = self.kc.get_stdin_msg(timeout=TIMEOUT)
+        except Empty:
+            self.fail(f"no input_request; reply: {collect(self.kc, msg_id)[0]['content']}")
         self.assertEqual(req["msg_type"], "input_request")
         self.assertEqual(req["content"]["prompt"], "Name? ")
         self.assertEqual(req["parent_header"]["msg_id"], msg_id)
@@ -253,8 +256,8 @@ class ProtocolTests(unittest.TestCase):
         reply, _ = self.interrupt_after(self.kc.execute("while (true) { counter++; }"))
         self.assertEqual(reply["content"]["status"], "error")
         self.assertEqual(reply["content"]["ename"], "Interrupted")
-        _, outs = run(self.kc, "`${counter > 0} ${kept}`")
-        self.assertEqual(result_text(outs), "true still here")
+        reply, outs = run(self.kc, "`${counter > 0} ${kept}`")
+        self.assertEqual(result_text(outs), "true still here", reply["content"])
 
     def test_interrupt_loop_after_await(self):
         reply, _ = self.interrupt_after(self.kc.execute("await null;\nlet spins = 0;\nfor (;;) spins++;"))

@@ -35,6 +35,8 @@ export interface QuantizeOptions extends LongTaskOptions {
   trueSequential?: boolean;
   damp?: number;
   calib?: string;
+  /** pre-tokenized calibration windows (equal lengths), instead of `calib` (notebooks, tests) */
+  windows?: number[][];
   calibSamples?: number;
   seqLen?: number;
   seed?: number;
@@ -108,7 +110,11 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
     // calibration data, checked before any long work
     let windows: number[][] = [];
     let calibInfo: QuantReport["calibration"] = null;
-    if (method !== "rtn") {
+    if (method !== "rtn" && opts.windows) {
+      windows = opts.windows;
+      if (windows.length === 0 || windows.some((w) => w.length !== windows[0].length || w.length < 2)) throw new LoralabError("calibration windows must be non-empty and of equal length ≥ 2");
+      calibInfo = { file: "(windows)", samples: windows.length, seqLen: windows[0].length, seed: opts.seed ?? 0, tokens: windows.length * windows[0].length };
+    } else if (method !== "rtn") {
       if (!opts.calib) throw new LoralabError(`--method ${method} needs calibration text: --calib FILE`);
       const samples = opts.calibSamples ?? 128;
       const seqLen = opts.seqLen ?? Math.min(512, cfg.maxPositionEmbeddings);

@@ -26,6 +26,7 @@ import { writeSafetensors } from "../lib/io/safetensors.js";
 import type { Adapter, LoraModule } from "../lib/lora/types.js";
 import { layerLinears, linearShape } from "../lib/model/architecture.js";
 import { CausalLM } from "../lib/model/causal-lm.js";
+import { generate } from "../lib/model/generate.js";
 import { TextTokenizer } from "../lib/model/tokenizer.js";
 import { AdapterWeightSource, openWeightSource } from "../lib/model/weights.js";
 import { Tensor } from "../lib/tensor/tensor.js";
@@ -158,19 +159,49 @@ async function child(modelDir: string, config: string, threads: number | undefin
   await lm.release();
 }
 
+/** All three configurations in one process, decode runs alternating base/dynamic/merged: paired ratios
+ * that drift on a shared machine cannot fake. */
+async function interleaved(baseDir: string, mergedDir: string, threads: number | undefined, rounds: number, maxNew: number): Promise<void> {
+  const load = async (dir: string, dynamic: boolean) => {
+    const base = await openWeightSource(dir);
+    const src = dynamic ? new AdapterWeightSource(base, generatedAdapter(base.config)) : base;
+    try {
+      return await CausalLM.load(src, { threads, maxContext: Math.min(base.config.maxPositionEmbeddings, 512) });
+    } finally {
+      await src.close();
+    }
+  };
+  const lms = { base: await load(baseDir, false), dynamic: await load(baseDir, true), merged: await load(mergedDir, false) };
+  const tokenizer = await TextTokenizer.load(baseDir);
+  const prompt = tokenizer.encode(PROMPT);
+  const tps: Record<string, number[]> = { base: [], dynamic: [], merged: [] };
+  for (let round = -1; round < rounds; round++)
+    for (const [config, lm] of Object.entries(lms)) {
+      const r = await generate(lm, prompt, { maxNewTokens: maxNew, stopIds: [] });
+      if (round >= 0) tps[config].push((r.tokenMs.length * 1000) / r.tokenMs.reduce((a, b) => a + b, 0));
+    }
+  const ratio = (a: number[], b: number[]) => summarize(a.map((x, i) => x / b[i]));
+  process.stdout.write(JSON.stringify({
+    rounds, decodeTokPerS: Object.fromEntries(Object.entries(tps).map(([k, v]) => [k, summarize(v)])),
+    mergedOverBase: ratio(tps.merged, tps.base), dynamicOverBase: ratio(tps.dynamic, tps.base),
+  }) + "\n");
+  for (const lm of Object.values(lms)) await lm.release();
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { threads: { type: "string" }, repeats: { type: "string" }, "skip-7b": { type: "boolean" }, dir: { type: "string" }, rounds: { type: "string" }, child: { type: "string", multiple: true } } });
   const threads = values.threads ? Number(values.threads) : undefined;
   const repeats = values.repeats ? Number(values.repeats) : 3;
   const rounds = (name: string) => (values.rounds ? Number(values.rounds) : name === "stories260K" ? 5 : 2);
   if (values.child) {
-    const [modelDir, config, maxNew] = values.child;
+    const [modelDir, config, maxNew, mergedDir] = values.child;
+    if (config === "interleaved") return interleaved(modelDir, mergedDir, threads, Number(values.rounds ?? 6), Number(maxNew));
     return child(modelDir, config, threads, repeats, Number(maxNew));
   }
   const work = values.dir ?? mkdtempSync(join(tmpdir(), "loralab-bench-"));
   const script = fileURLToPath(import.meta.url);
-  const run = (modelDir: string, config: string, maxNew: number) => {
-    const args = ["--import", "tsx", script, "--child", modelDir, "--child", config, "--child", String(maxNew), "--repeats", String(repeats), ...(threads ? ["--threads", String(threads)] : [])];
+  const run = (modelDir: string, config: string, maxNew: number, extra: string[] = []) => {
+    const args = ["--import", "tsx", script, "--child", modelDir, "--child", config, "--child", String(maxNew), "--repeats", String(repeats), ...(threads ? ["--threads", String(threads)] : []), ...extra];
     return JSON.parse(execFileSync(process.execPath, args, { encoding: "utf8", maxBuffer: 1 << 26, stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!);
   };
   try {
@@ -203,13 +234,15 @@ async function main(): Promise<void> {
         loadMs: summarize(rs.map((r) => r.loadMs)).median,
         perRound: rs.map((r) => ({ ttftMs: r.ttftMs, decodeTokPerS: r.decodeTokPerS, latencyMs: r.latencyMs, peakRssBytes: r.peakRssBytes, loadMs: r.loadMs })),
       }]));
+      process.stderr.write(`${name}: interleaved speed comparison...\n`);
+      const paired = run(dir, "interleaved", maxNew, ["--child", mergedDir, "--rounds", String(name === "stories260K" ? 20 : 6)]);
       rmSync(mergedDir, { recursive: true, force: true });
-      report[name] = { rows, maxNewTokens: maxNew };
+      report[name] = { rows, paired, maxNewTokens: maxNew };
     }
     const bandwidthAfter = copyBandwidth();
     const bw = (bandwidthBefore.gbPerS + bandwidthAfter.gbPerS) / 2;
     const summary: Record<string, unknown> = {};
-    for (const [name, entry] of Object.entries(report) as [string, { rows: Record<string, { decodeTokPerS: { median: number }; ttftMs: { median: number }; peakRssBytes: number; memoryBytes: number; modelBytes: number; loadMs: number; decodeBytesPerToken: number }> }][]) {
+    for (const [name, entry] of Object.entries(report) as [string, { paired: unknown; rows: Record<string, { decodeTokPerS: { median: number }; ttftMs: { median: number }; peakRssBytes: number; memoryBytes: number; modelBytes: number; loadMs: number; decodeBytesPerToken: number }> }][]) {
       const out: Record<string, unknown> = {};
       for (const [config, r] of Object.entries(entry.rows)) {
         const bound = (bw * 1e9) / r.decodeBytesPerToken;
@@ -220,6 +253,8 @@ async function main(): Promise<void> {
       }
       out.mergedOverBase = entry.rows.merged.decodeTokPerS.median / entry.rows.base.decodeTokPerS.median;
       out.dynamicOverBase = entry.rows.dynamic.decodeTokPerS.median / entry.rows.base.decodeTokPerS.median;
+      // the robust comparison: same process, alternating runs, median of paired ratios
+      out.paired = entry.paired;
       summary[name] = out;
     }
     process.stdout.write(JSON.stringify({ date: new Date().toISOString(), threads: threads ?? null, repeats, copyBandwidthGBps: { before: bandwidthBefore, after: bandwidthAfter, used: bw }, summary, details: report }, null, 2) + "\n");

@@ -18,6 +18,8 @@ export interface LoadOptions extends SessionOptions, LongTaskOptions {
   cacheDir?: string;
   /** force external initializers (default: when the weights exceed 1.5 GB) */
   external?: boolean;
+  /** ORT fused ops for RMSNorm/RoPE/attention (default true); false = plain ONNX ops */
+  fused?: boolean;
 }
 
 /** Past keys/values per layer (ORT tensors [batch, kv_heads, past, head_dim]). */
@@ -63,7 +65,7 @@ export class CausalLM {
       placer = new ExternalPlacer(g, dir);
     } else placer = new InlinePlacer(g);
     try {
-      await emitCausalLm({ g, placer, cfg, tensor: (n) => source.tensor(n), linear: (m) => source.linear(m) }, maxContext, opts);
+      await emitCausalLm({ g, placer, cfg, tensor: (n) => source.tensor(n), linear: (m) => source.linear(m), fused: opts.fused ?? true }, maxContext, opts);
       let session: ort.InferenceSession;
       if (dir) {
         (placer as ExternalPlacer).close();

@@ -24,6 +24,9 @@ export interface Emit {
   cfg: ModelConfig;
   tensor(name: string): Promise<Tensor>;
   linear(module: string): Promise<LinearWeights>;
+  /** use ORT's fused ops (SimplifiedLayerNormalization; com.microsoft.GroupQueryAttention with rotary when
+   * head_dim % 16 == 0) instead of plain ONNX ops for RMSNorm, RoPE and attention */
+  fused?: boolean;
 }
 
 function checkShape(t: Tensor, want: number[], name: string): void {
@@ -115,6 +118,7 @@ export async function emitRmsNorm(e: Emit, x: string, weightName: string): Promi
   const w = await e.tensor(weightName);
   checkShape(w, [e.cfg.hiddenSize], weightName);
   const { g } = e;
+  if (e.fused) return g.op("SimplifiedLayerNormalization", [x, e.placer.place(weightName, w)], { axis: -1, epsilon: { float: e.cfg.rmsNormEps }, stash_type: 1 });
   const ms = g.op("ReduceMean", [g.op("Mul", [x, x])], { axes: [-1], keepdims: 1 });
   const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.constF32([e.cfg.rmsNormEps], [], "eps")])])]);
   return g.op("Mul", [g.op("Mul", [x, inv]), e.placer.place(weightName, w)]);
@@ -129,6 +133,11 @@ export interface AttnContext {
   sin: string;
   /** [seq, past+seq] additive mask (0 or -inf) */
   mask: string;
+  /** for GroupQueryAttention: int32 [batch] = past+seq−1, int32 scalar past+seq, full RoPE tables */
+  seqlensK: string;
+  totalLen: string;
+  cosCache: string;
+  sinCache: string;
 }
 
 /** `shapeOf` is any tensor whose first two dims are [batch, seq]; `pastOf` a past key [b, h, past, d]. */
@@ -143,8 +152,13 @@ export function emitAttnContext(g: GraphBuilder, cfg: ModelConfig, maxContext: n
   const kpos = g.op("Range", [g.constI64([0], []), end, one]);
   const future = g.op("Greater", [g.op("Unsqueeze", [kpos, g.constI64([0])]), g.op("Unsqueeze", [qpos, g.constI64([1])])]);
   const mask = g.op("Where", [future, g.constF32([-Infinity], []), g.constF32([0], [])]);
-  const { cos, sin } = ropeTables(cfg, maxContext);
-  return { bs, cos: g.op("Gather", [g.constF32(cos, [maxContext, cfg.headDim / 2], "rope_cos"), qpos]), sin: g.op("Gather", [g.constF32(sin, [maxContext, cfg.headDim / 2], "rope_sin"), qpos]), mask };
+  const tables = ropeTables(cfg, maxContext);
+  const cosCache = g.constF32(tables.cos, [maxContext, cfg.headDim / 2], "rope_cos");
+  const sinCache = g.constF32(tables.sin, [maxContext, cfg.headDim / 2], "rope_sin");
+  const INT32 = 6;
+  const totalLen = g.op("Cast", [end], { to: INT32 });
+  const seqlensK = g.op("Expand", [g.op("Cast", [g.op("Sub", [end, one])], { to: INT32 }), g.op("Slice", [bs, g.constI64([0]), g.constI64([1])])]);
+  return { bs, cos: g.op("Gather", [cosCache, qpos]), sin: g.op("Gather", [sinCache, qpos]), mask, seqlensK, totalLen, cosCache, sinCache };
 }
 
 export function ropeTables(cfg: ModelConfig, n: number): { cos: Float32Array; sin: Float32Array } {
@@ -194,6 +208,23 @@ export async function emitDecoderLayer(e: Emit, i: number, h: string, ctx: AttnC
   const q = emitLinear(e, attnIn, qM, await e.linear(qM));
   const k = emitLinear(e, attnIn, kM, await e.linear(kM));
   const v = emitLinear(e, attnIn, vM, await e.linear(vM));
+  const rest = async (oIn: string, presentKey: string, presentValue: string): Promise<LayerValues> => {
+    const h2 = g.op("Add", [h, emitLinear(e, oIn, oM, await e.linear(oM))]);
+    const mlpIn = await emitRmsNorm(e, h2, `${pre}.post_attention_layernorm.weight`);
+    const gate = emitLinear(e, mlpIn, gateM, await e.linear(gateM));
+    const up = emitLinear(e, mlpIn, upM, await e.linear(upM));
+    const downIn = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
+    const out = g.op("Add", [h2, emitLinear(e, downIn, downM, await e.linear(downM))]);
+    return { attnIn, oIn, mlpIn, downIn, out, presentKey, presentValue };
+  };
+  if (e.fused && D % 16 === 0) {
+    // GroupQueryAttention (its CPU kernel needs head_dim % 16 == 0): RoPE (rotate-half), causal mask, GQA and the KV concat in one op
+    const to3 = (x: string, heads: number) => g.op("Reshape", [x, g.op("Concat", [ctx.bs, g.constI64([heads * D])], { axis: 0 })]);
+    const [attnOut, presentKey, presentValue] = g.node("GroupQueryAttention", [to3(q, H), to3(k, KV), to3(v, KV), past?.key ?? "", past?.value ?? "", ctx.seqlensK, ctx.totalLen, ctx.cosCache, ctx.sinCache], 3, {
+      num_heads: H, kv_num_heads: KV, do_rotary: 1, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(D) },
+    }, "com.microsoft");
+    return rest(g.op("Reshape", [attnOut, g.constI64([-1, H * D])]), presentKey, presentValue);
+  }
   const heads = (x: string, n: number) => g.op("Transpose", [g.op("Reshape", [x, g.op("Concat", [ctx.bs, g.constI64([n, D])], { axis: 0 })])], { perm: [0, 2, 1, 3] });
   // fold 1/sqrt(d) into q before RoPE (both linear)
   const qh = emitRope(g, g.op("Mul", [heads(q, H), g.constF32([1 / Math.sqrt(D)], [])]), ctx);
@@ -210,13 +241,7 @@ export async function emitDecoderLayer(e: Emit, i: number, h: string, ctx: AttnC
   const attn = g.op("MatMul", [probs, g.op("Unsqueeze", [vh, g.constI64([2])])]);
   const merged = g.op("Transpose", [g.op("Reshape", [attn, g.constI64([0, H, -1, D])])], { perm: [0, 2, 1, 3] });
   const oIn = g.op("Reshape", [merged, g.constI64([-1, H * D])]);
-  const h2 = g.op("Add", [h, emitLinear(e, oIn, oM, await e.linear(oM))]);
-  const mlpIn = await emitRmsNorm(e, h2, `${pre}.post_attention_layernorm.weight`);
-  const gate = emitLinear(e, mlpIn, gateM, await e.linear(gateM));
-  const up = emitLinear(e, mlpIn, upM, await e.linear(upM));
-  const downIn = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
-  const out = g.op("Add", [h2, emitLinear(e, downIn, downM, await e.linear(downM))]);
-  return { attnIn, oIn, mlpIn, downIn, out, presentKey: kh, presentValue: vh };
+  return rest(oIn, kh, vh);
 }
 
 export const PAST_KEY = (i: number) => `past_key_values.${i}.key`;

@@ -47,6 +47,8 @@ export interface LayerActivations {
 export interface LayerRunnerOptions extends SessionOptions {
   /** longest seqLen accepted (RoPE table size); default max_position_embeddings */
   maxContext?: number;
+  /** ORT fused ops (default true), as in CausalLM */
+  fused?: boolean;
 }
 
 const LAYER_PREFIX = /^model\.layers\.\d+\./;
@@ -77,7 +79,7 @@ export class DecoderLayerRunner {
     const g = new GraphBuilder("decoder_layer");
     const hidden = g.input("hidden", "F32", ["batch", "seq", cfg.hiddenSize]);
     const placer = new InputPlacer(g, (name) => name.replace(LAYER_PREFIX, "layer."));
-    const e: Emit = { g, placer, cfg, tensor: (n) => source.tensor(n), linear: (m) => denseLinear(source, m) };
+    const e: Emit = { g, placer, cfg, tensor: (n) => source.tensor(n), linear: (m) => denseLinear(source, m), fused: opts.fused ?? true };
     const ctx = emitAttnContext(g, cfg, opts.maxContext ?? cfg.maxPositionEmbeddings, hidden);
     const h = g.op("Reshape", [hidden, g.constI64([-1, cfg.hiddenSize])]);
     const v = await emitDecoderLayer(e, 0, h, ctx);
@@ -139,7 +141,7 @@ export class DecoderLayerRunner {
     const dir = big ? mkdtempSync(join(tmpdir(), "loralab-head-")) : undefined;
     const placer: TensorPlacer = dir ? new ExternalPlacer(g, dir) : new InlinePlacer(g);
     try {
-      const e: Emit = { g, placer, cfg, tensor: (n) => this.source.tensor(n), linear: (m) => this.source.linear(m) };
+      const e: Emit = { g, placer, cfg, tensor: (n) => this.source.tensor(n), linear: (m) => this.source.linear(m), fused: this.opts.fused ?? true };
       const x = g.input("hidden", "F32", ["tokens", cfg.hiddenSize]);
       const logits = emitLinear(e, await emitRmsNorm(e, x, "model.norm.weight"), "lm_head", await e.linear("lm_head"));
       g.node("Identity", [logits], ["logits"]);

@@ -27,7 +27,8 @@ function argmaxOf(v: ArrayLike<number>): number {
   return b;
 }
 
-/** A plain-LoRA adapter read directly in the test (PEFT keys, scaling alpha/r). */
+/** A PEFT LoRA adapter read directly in the test: rank/alpha patterns keyed by the module's last name
+ * (all these adapters need), rsLoRA, DoRA magnitudes. */
 async function readPlainAdapter(dir: string): Promise<Adapter> {
   const config = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8"));
   const f = await SafetensorsFile.open(join(dir, "adapter_model.safetensors"));
@@ -36,8 +37,13 @@ async function readPlainAdapter(dir: string): Promise<Adapter> {
     const m = /^base_model\.model\.(.+)\.lora_A\.weight$/.exec(name);
     if (!m) continue;
     const A = await f.read(name), B = await f.read(name.replace("lora_A", "lora_B"));
-    const r = A.shape[0];
-    modules.set(`${m[1]}.weight`, { module: m[1], target: `${m[1]}.weight`, kind: "linear", A, B, r, alpha: config.lora_alpha, scaling: config.lora_alpha / r, fanInFanOut: false });
+    const mag = name.replace("lora_A.weight", "lora_magnitude_vector");
+    const leaf = m[1].slice(m[1].lastIndexOf(".") + 1);
+    const r = config.rank_pattern?.[leaf] ?? config.r, alpha = config.alpha_pattern?.[leaf] ?? config.lora_alpha;
+    assert.equal(A.shape[0], r);
+    const scaling = config.use_rslora ? alpha / Math.sqrt(r) : alpha / r;
+    const magnitude = f.names().includes(mag) ? await f.read(mag) : undefined;
+    modules.set(`${m[1]}.weight`, { module: m[1], target: `${m[1]}.weight`, kind: "linear", A, B, r, alpha, scaling, fanInFanOut: false, magnitude });
   }
   await f.close();
   return { dir, config, modules, replacements: new Map(), trainableTokens: new Map() };
@@ -186,4 +192,16 @@ describe("stories260K + lora-shakespeare golden values: base, dynamic LoRA, merg
     for (let i = 0; i < all.base.length; i++) changed = Math.max(changed, Math.abs(all.base[i] - all.dynamic[i]));
     assert.ok(changed > 0.1, "the adapter changes the logits");
   });
+});
+
+describe("trained rsLoRA (rank/alpha patterns) and DoRA adapters: held-out perplexity from their PROVENANCE", function () {
+  this.timeout(120_000);
+  for (const [dir, ppl] of [["stories260K-lora-rslora", 21.3103], ["stories260K-dora", 20.61]] as const)
+    it(`${dir}: PPL ${ppl} on the first 4,096 held-out Shakespeare tokens`, async () => {
+      const lm = await load(new AdapterWeightSource(await openWeightSource(data("stories260K-hf")), await readPlainAdapter(data(dir))));
+      const r = await perplexity(lm, lora.perplexity.token_ids_first4096, { ctx: 256, bos: 1, dropPartial: true });
+      assert.equal(r.tokens, 4080);
+      assert.ok(Math.abs(r.ppl / ppl - 1) < 1e-3, `ppl ${r.ppl} vs ${ppl}`);
+      await lm.release();
+    });
 });

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { GraphBuilder } from "../lib/engine/onnx-builder.js";
+import { createSession, ort } from "../lib/engine/session.js";
 import { roundToF16 } from "../lib/tensor/half.js";
 import {
   AWQ_ORDER, packAwq, packGgml, packGptq, packMatMulNBits, unpackAwq, unpackGgml, unpackGptq, unpackMatMulNBits,
@@ -181,6 +183,34 @@ describe("write → read round trips are exact", () => {
       const q = quantizeRtn(w, N, K, { bits, groupSize: 32, sym: true, rule: "gptq" });
       const back = unpackGgml(packGgml(q), N, K, bits);
       sameCodes(q, back);
+    });
+  }
+});
+
+describe("MatMulNBits layout in onnxruntime (accuracy_level 0)", () => {
+  for (const [bits, block, sym] of [[4, 32, false], [4, 128, true], [8, 64, false], [2, 16, false]] as const) {
+    it(`${bits}-bit block ${block}${sym ? " sym (default zero point)" : ""}: ORT output = A · dequant(W)ᵀ`, async () => {
+      const N = 24, K = 256, M = 3;
+      const W = randomWeight(N, K, 11);
+      const q = quantizeRtn(W, N, K, { bits, groupSize: block, sym, rule: "gptq" });
+      const t = packMatMulNBits(q);
+      const g = new GraphBuilder();
+      g.input("A", "F32", [M, K]);
+      const ins = ["A", g.initializer("B", "U8", t.shapes.B, t.B), g.initializer("S", "F32", t.shapes.scales, new Uint8Array(t.scales.buffer))];
+      if (!sym) ins.push(g.initializer("Z", "U8", t.shapes.zeroPoints, t.zeroPoints));
+      g.node("MatMulNBits", ins, ["Y"], { K, N, bits, block_size: block, accuracy_level: 0 }, "com.microsoft");
+      g.output("Y", "F32", [M, N]);
+      const s = await createSession(g.toBytes());
+      const r = rng(5);
+      const A = Float32Array.from({ length: M * K }, () => r() - 0.5);
+      const Y = (await s.run({ A: new ort.Tensor("float32", A, [M, K]) })).Y.data as Float32Array;
+      await s.release();
+      const wh = dequantize(q);
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+        let ref = 0;
+        for (let k = 0; k < K; k++) ref += A[m * K + k] * wh[n * K + k];
+        assert.ok(Math.abs(Y[m * N + n] - ref) < 1e-4 * (1 + Math.abs(ref)), `${m},${n}: ${Y[m * N + n]} vs ${ref}`);
+      }
     });
   }
 });

@@ -42,6 +42,9 @@ export interface QuantizeOptions extends LongTaskOptions {
   seed?: number;
   overwrite?: boolean;
   threads?: number;
+  /** also write the same quantization as a plain float directory here (dequantized weights), to
+   * evaluate exactly what the artifact holds */
+  dequantizedTwin?: string;
 }
 
 /** Everything a writer needs about the quantized model. */
@@ -155,6 +158,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
 
     throwIfAborted(opts.signal);
     const bytesAfter = await writeArtifact(format, qm, opts);
+    if (opts.dequantizedTwin) await writeArtifact("dequantized", qm, { ...opts, out: opts.dequantizedTwin });
     const order = new Map(planned.map((m, i) => [m, i]));
     reports.sort((a, b) => order.get(a.module)! - order.get(b.module)!);
     return new QuantReport({

@@ -92,6 +92,7 @@ export async function startKernel(connectionFile: string): Promise<void> {
   Object.assign(globalThis, { display, updateDisplay, clearOutput, input, widgets });
 
   await new Promise<void>((resolve) => io.once("message", () => resolve()));
-  // Warm up TypeScript after the sockets are up; requests queue behind it.
-  setTimeout(() => void kernel.executor.load(), 0);
+  // Warm up TypeScript once the sockets are up (the I/O thread answers kernel_info on its own, so
+  // startup stays fast); execute requests queue behind the warm-up.
+  setImmediate(() => void kernel.executor.load());
 }

@@ -133,15 +133,22 @@ describe("quantized artifacts", function () {
     closeLogits(plain, await logitsOf(deq));
   });
 
-  it("act-order (desc_act) GPTQ checkpoints load with their g_idx and match the dequantized model", async () => {
-    const out = join(tmp.path, "actorder"), deq = join(tmp.path, "actorder-deq");
+  it("act-order (desc_act) GPTQ checkpoints: K reordered into groups, input gathered, MatMulNBits; ONNX too", async () => {
+    const out = join(tmp.path, "actorder"), deq = join(tmp.path, "actorder-deq"), ox = join(tmp.path, "actorder-onnx"), oxd = join(tmp.path, "actorder-onnx-deq");
     const o = { ...base, method: "gptq", bits: 4, groupSize: 32, descAct: true } as const;
     await quantizeModel({ ...o, out, format: "gptq", dequantizedTwin: deq });
     const f = await SafetensorsFile.open(join(out, "model.safetensors"));
     const g = Array.from((await f.read("model.layers.0.self_attn.q_proj.g_idx")).data as Int32Array);
     await f.close();
     assert.notDeepEqual(g, g.map((_, k) => Math.floor(k / 32)));
-    assert.ok(maxAbsDiff(await logitsOf(out), await logitsOf(deq)) < 1e-4);
+    const src = await openWeightSource(out);
+    const lin = await src.linear("model.layers.0.self_attn.q_proj");
+    await src.close();
+    assert.equal(lin.kind, "nbits");
+    assert.ok(lin.kind === "nbits" && lin.inputPerm && lin.inputPerm.shape[0] === 64);
+    closeLogits(await logitsOf(out), await logitsOf(deq));
+    await quantizeModel({ ...o, out: ox, format: "onnx", dequantizedTwin: oxd });
+    closeLogits(await logitsOf(ox), await logitsOf(oxd));
   });
 
   describe("bad input: clear errors before any work, no output directory", () => {

@@ -6,6 +6,7 @@ import {
   AWQ_ORDER, packAwq, packGgml, packGptq, packMatMulNBits, unpackAwq, unpackGgml, unpackGptq, unpackMatMulNBits,
 } from "../lib/quant/pack.js";
 import { type Bits, type QuantizedMatrix, dequantize, quantizeRtn, roundHalfEven } from "../lib/quant/quantizer.js";
+import { reorderActOrder } from "../lib/quant/weight-source.js";
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -213,4 +214,24 @@ describe("MatMulNBits layout in onnxruntime (accuracy_level 0)", () => {
       }
     });
   }
+});
+
+describe("act-order reordering for MatMulNBits", () => {
+  it("reordered codes with trivial groups equal the original weight with permuted columns", () => {
+    const N = 8, K = 64, G = 16;
+    const q = quantizeRtn(randomWeight(N, K, 21), N, K, { bits: 4, groupSize: G, sym: false, rule: "gptq" });
+    // scatter the columns the way act-order does: column perm[i] belongs to group i / G
+    const perm = Array.from({ length: K }, (_, i) => (i * 37) % K);
+    const codes = new Uint8Array(N * K), gIdx = new Int32Array(K);
+    for (let n = 0; n < N; n++) for (let i = 0; i < K; i++) codes[n * K + perm[i]] = q.codes[n * K + i];
+    for (let i = 0; i < K; i++) gIdx[perm[i]] = Math.floor(i / G);
+    const act = { ...q, codes, gIdx };
+    const r = reorderActOrder(act)!;
+    assert.deepEqual(Array.from(r.q.gIdx), Array.from({ length: K }, (_, i) => Math.floor(i / G)));
+    const a = dequantize(act), b = dequantize(r.q);
+    for (let n = 0; n < N; n++) for (let i = 0; i < K; i++) assert.equal(b[n * K + i], a[n * K + r.perm[i]]);
+    // uneven groups cannot be made contiguous blocks
+    const bad = { ...act, gIdx: Int32Array.from(gIdx, (g, k) => (k === 0 ? (g + 1) % 4 : g)) };
+    assert.equal(reorderActOrder(bad), undefined);
+  });
 });

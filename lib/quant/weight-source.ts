@@ -1,8 +1,9 @@
 /** Loads quantized directories for the engine (`openWeightSource` calls `openQuantizedWeightSource`):
  * GPTQ (v1/v2 zeros), AutoAWQ GEMM and loralab's ONNX output, each linear as `com.microsoft.MatMulNBits`
- * operands (accuracy_level 4, block = group size). Layouts MatMulNBits cannot run — 3-bit, groups that
- * are not a power of two ≥ 16, act-order g_idx (ORT's deprecated g_idx input does not reproduce the
- * dequantized weight, measured) — are served as exact dequantized float32 weights instead. */
+ * operands (accuracy_level 4, block = group size). Act-order g_idx: ORT's deprecated g_idx input does not
+ * reproduce the dequantized weight (measured), so K is reordered into contiguous groups and the input is
+ * gathered in that order. Layouts MatMulNBits cannot run — 3-bit, groups that are not a power of two
+ * ≥ 16 — are served as exact dequantized float32 weights. */
 import { LoralabError } from "../errors.js";
 import type { ModelConfig } from "../io/hf-config.js";
 import type { ModelDir } from "../io/model-dir.js";
@@ -20,13 +21,19 @@ function trivialGroups(q: QuantizedMatrix): boolean {
   return true;
 }
 
-/** Whether MatMulNBits can run this quantized weight as is. */
-export function runsAsMatMulNBits(q: QuantizedMatrix): boolean {
-  return (q.bits === 2 || q.bits === 4 || q.bits === 8) && isMatMulNBitsBlock(q.groupSize) && q.K % q.groupSize === 0 && trivialGroups(q);
+/** Act-order: the columns reordered so every group is contiguous (stable by g_idx), or undefined when
+ * the groups are not all of the group size. Returns the reordered matrix and the input order. */
+export function reorderActOrder(q: QuantizedMatrix): { q: QuantizedMatrix; perm: Int32Array } | undefined {
+  const { N, K, groupSize: G } = q;
+  const perm = Int32Array.from({ length: K }, (_, k) => k).sort((a, b) => q.gIdx[a] - q.gIdx[b] || a - b);
+  for (let i = 0; i < K; i++) if (q.gIdx[perm[i]] !== Math.floor(i / G)) return undefined;
+  const codes = new Uint8Array(N * K);
+  for (let n = 0; n < N; n++) for (let i = 0; i < K; i++) codes[n * K + i] = q.codes[n * K + perm[i]];
+  return { q: { ...q, codes, gIdx: Int32Array.from({ length: K }, (_, i) => Math.floor(i / G)) }, perm };
 }
 
 /** MatMulNBits operands for a quantized weight (zero points omitted when all equal the op default). */
-export function toNBitsLinear(q: QuantizedMatrix, bias?: Tensor): NBitsLinear {
+export function toNBitsLinear(q: QuantizedMatrix, bias?: Tensor, inputPerm?: Int32Array): NBitsLinear {
   const t = packMatMulNBits(q);
   const dflt = 1 << (q.bits - 1);
   const needZp = q.zeros.some((z) => z !== dflt);
@@ -39,14 +46,19 @@ export function toNBitsLinear(q: QuantizedMatrix, bias?: Tensor): NBitsLinear {
     packed: new Tensor("U8", t.shapes.B, t.B),
     scales: new Tensor("F32", t.shapes.scales, t.scales),
     zeroPoints: needZp ? new Tensor("U8", t.shapes.zeroPoints, t.zeroPoints) : undefined,
+    inputPerm: inputPerm ? new Tensor("I64", [q.K], BigInt64Array.from(inputPerm, (v) => BigInt(v))) : undefined,
     bias,
     accuracyLevel: 4,
   };
 }
 
-/** MatMulNBits when it can run the layout, else the exact dequantized float32 weight. */
+/** MatMulNBits when it can run the layout (act-order: K reordered, input gathered), else the exact
+ * dequantized float32 weight (3-bit, groups that are not a power of two ≥ 16). */
 export function quantizedLinear(q: QuantizedMatrix, module: string, bias?: Tensor): LinearWeights {
-  if (runsAsMatMulNBits(q)) return toNBitsLinear(q, bias);
+  const fits = (q.bits === 2 || q.bits === 4 || q.bits === 8) && isMatMulNBitsBlock(q.groupSize) && q.K % q.groupSize === 0;
+  if (fits && trivialGroups(q)) return toNBitsLinear(q, bias);
+  const r = fits ? reorderActOrder(q) : undefined;
+  if (r) return toNBitsLinear(r.q, bias, r.perm);
   return { kind: "dense", weight: Tensor.fromF32(dequantize(q), [q.N, q.K]), weightName: `${module}.weight`, bias };
 }
 
@@ -104,9 +116,11 @@ class QuantizedWeightSource implements WeightSource {
       if (this.method === ONNX_QUANT_METHOD && m.has(`${module}.qweight_nbits`)) {
         const packed = await m.read(`${module}.qweight_nbits`);
         const zpName = `${module}.zero_points_nbits`;
+        const permName = `${module}.input_perm_nbits`;
         return {
           kind: "nbits", K, N, bits: this.bits, blockSize: packed.shape[2] * 8 / this.bits,
-          packed, scales: await m.read(`${module}.scales_nbits`), zeroPoints: m.has(zpName) ? await m.read(zpName) : undefined, bias, accuracyLevel: 4,
+          packed, scales: await m.read(`${module}.scales_nbits`), zeroPoints: m.has(zpName) ? await m.read(zpName) : undefined,
+          inputPerm: m.has(permName) ? await m.read(permName) : undefined, bias, accuracyLevel: 4,
         };
       }
     }

@@ -18,7 +18,7 @@ import { writeGgufModel } from "./gguf-model.js";
 import { packAwq, packGptq } from "./pack.js";
 import type { QuantizeOptions, QuantizedModel } from "./pipeline.js";
 import { dequantize } from "./quantizer.js";
-import { ONNX_QUANT_METHOD, toNBitsLinear } from "./weight-source.js";
+import { ONNX_QUANT_METHOD, quantizedLinear } from "./weight-source.js";
 
 const TOOL = "loralab:0.1.0";
 const MAX_SHARD = 5e9;
@@ -206,7 +206,7 @@ async function writeOnnx(qm: QuantizedModel, dir: string, opts: QuantizeOptions)
     const linear = async (module: string): Promise<LinearWeights> => {
       const bias = m.has(`${module}.bias`) ? await m.read(`${module}.bias`) : undefined;
       const q = qm.quantized.get(module);
-      if (q) return toNBitsLinear(q, bias);
+      if (q) return quantizedLinear(q, module, bias);
       const weightName = module === "lm_head" ? m.lmHeadName() : `${module}.weight`;
       return { kind: "dense", weight: await floatTensor(qm, weightName), weightName, bias };
     };

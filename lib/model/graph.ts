@@ -57,7 +57,9 @@ export function emitLinear(e: Emit, x: string, module: string, lw: LinearWeights
       return g.op("Gemm", ins, { transB: 1 });
     }
     if (b.kind === "nbits") {
-      const ins = [x, placer.place(`${module}.qweight_nbits`, b.packed), placer.place(`${module}.scales_nbits`, b.scales)];
+      // act-order checkpoints: K reordered into contiguous groups at load time, the input gathered to match
+      const xin = b.inputPerm ? g.op("Gather", [x, placer.place(`${module}.input_perm_nbits`, b.inputPerm)], { axis: 1 }) : x;
+      const ins = [xin, placer.place(`${module}.qweight_nbits`, b.packed), placer.place(`${module}.scales_nbits`, b.scales)];
       ins.push(b.zeroPoints ? placer.place(`${module}.zero_points_nbits`, b.zeroPoints) : "");
       ins.push(b.gIdx ? placer.place(`${module}.g_idx_nbits`, b.gIdx) : "");
       ins.push(includeBias && b.bias ? placer.place(`${module}.bias`, b.bias) : "");

@@ -49,6 +49,9 @@ export interface NBitsLinear {
   zeroPoints?: Tensor;
   /** I32 (K,) — deprecated in ORT, only when a checkpoint needs it */
   gIdx?: Tensor;
+  /** I64 (K,): when set, the input's columns are gathered in this order first (act-order checkpoints
+   * whose K is reordered into contiguous groups at load time; lib/quant) */
+  inputPerm?: Tensor;
   bias?: Tensor;
   /** default 4 (int8 activations per block: ~2x faster decode on CPU) */
   accuracyLevel?: number;

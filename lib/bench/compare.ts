@@ -74,7 +74,8 @@ export function compareTables(r: CompareResult): { html: string; text: string } 
     ["config", "memory", "TTFT", "tok/s", "perplexity"],
     r.rows.map((row) => [
       row.config,
-      `${formatBytes(row.bench.memoryBytes)} (weights ${formatBytes(row.bench.modelBytes)})`,
+      // weights as run; RSS growth in a shared process is only indicative (the allocator reuses freed pages)
+      `${formatBytes(row.bench.modelBytes)} (RSS +${formatBytes(row.bench.memoryBytes)})`,
       `${row.bench.ttftMs.median.toFixed(1)} ms`,
       `${row.bench.decodeTokPerS.median.toFixed(1)}`,
       row.perplexity ? `${row.perplexity.ppl.toFixed(4)} ± ${row.perplexity.pplStderr.toFixed(4)}` : "–",

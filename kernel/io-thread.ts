@@ -80,6 +80,7 @@ async function handleHere(channel: Channel, msg: Message): Promise<boolean> {
   if (type === "interrupt_request") {
     await status("busy", msg);
     Atomics.store(interruptFlag, 0, 1);
+    Atomics.add(interruptFlag, 1, 1);
     process.kill(process.pid, "SIGINT");
     await send("control", "interrupt_reply", { status: "ok" }, msg);
     await status("idle", msg);

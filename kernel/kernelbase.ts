@@ -28,6 +28,9 @@ export class Kernel {
   private aborting = false;
   private syncSerial = 0;
   private current: RequestContext | undefined;
+  /** interrupt_request count when the current request started, and the count last acted on. */
+  private currentStartGeneration = 0;
+  private handledGeneration = 0;
   private readonly inputWaiters = new Map<string, { resolve: (v: string) => void; reject: (e: Error) => void }>();
 
   constructor(
@@ -75,6 +78,17 @@ export class Kernel {
     if (ctx && !ctx.abort.signal.aborted) ctx.abort.abort();
   }
 
+  /** A SIGINT sent for an interrupt_request can reach this listener late (under load, after the
+   * interrupted cell already ended through breakOnSigint or a loop check); it must not interrupt a
+   * request that started after the interrupt_request. A SIGINT from outside (no new request) always
+   * interrupts. */
+  private onSigint(): void {
+    const generation = Atomics.load(this.interruptFlag, 1);
+    if (generation === this.handledGeneration) return this.interrupt();
+    this.handledGeneration = generation;
+    if (this.currentStartGeneration < generation) this.interrupt();
+  }
+
   /** Asks the frontend for a line of input on the stdin channel. */
   input(prompt: string, password: boolean): Promise<string> {
     const ctx = currentRequest();
@@ -109,7 +123,7 @@ export class Kernel {
     installKernelHost(this.host());
     this.streams.install();
     Object.defineProperty(globalThis, "abortSignal", { get: () => currentRequest()?.abort.signal, configurable: true });
-    process.on("SIGINT", () => this.interrupt());
+    process.on("SIGINT", () => this.onSigint());
   }
 
   private fromIo(m: FromIo): void {
@@ -155,6 +169,7 @@ export class Kernel {
     const type = msg.header.msg_type;
     const ctx: RequestContext = { msg, abort: new AbortController(), allowStdin: Boolean((msg.content as { allow_stdin?: boolean }).allow_stdin) };
     Atomics.store(this.interruptFlag, 0, 0);
+    this.currentStartGeneration = Atomics.load(this.interruptFlag, 1);
     this.current = ctx;
     setLatestRequest(ctx);
     this.publish("status", { execution_state: "busy" }, { parent: msg });

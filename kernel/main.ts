@@ -62,7 +62,8 @@ function kernelInfo(root: string): Record<string, unknown> {
 export async function startKernel(connectionFile: string): Promise<void> {
   const connection = readConnectionFile(connectionFile);
   const root = packageRoot();
-  const interruptFlag = new Int32Array(new SharedArrayBuffer(4));
+  // [0]: interrupt pending for the running request (loop checks read it); [1]: interrupt_requests so far.
+  const interruptFlag = new Int32Array(new SharedArrayBuffer(8));
   const io = new Worker(new URL("./io-thread.js", import.meta.url), {
     workerData: { connection, session: randomUUID(), interruptFlag, kernelInfo: kernelInfo(root) },
   });

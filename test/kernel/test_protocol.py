@@ -116,7 +116,7 @@ class ProtocolTests(unittest.TestCase):
         second = self.kc.execute("3 * 3")
         self.assertEqual(collect(self.kc, first)[0]["content"]["status"], "error")
         r, outs = collect(self.kc, second)
-        self.assertEqual(r["content"]["status"], "ok")
+        self.assertEqual(r["content"]["status"], "ok", r["content"])
         self.assertEqual(result_text(outs), "9")
 
     def test_type_error_points_at_cell_line(self):
@@ -138,10 +138,10 @@ class ProtocolTests(unittest.TestCase):
         self.assertIn("number", reply["content"]["evalue"])
         # re-running a cell that declares a const works, and the new type wins
         reply, outs = run(self.kc, "const carried = 'now a string'; carried.toUpperCase()")
-        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
         self.assertEqual(result_text(outs), "NOW A STRING")
         reply, _ = run(self.kc, "const len: number = carried.length;")
-        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
 
     def test_imports_esm_cjs_and_loralab(self):
         reply, outs = run(self.kc, 'import { hi } from "esm-only"; import cjs from "cjs-pkg"; import { named } from "cjs-pkg"; `${hi} ${cjs.named} ${named}`')
@@ -153,14 +153,14 @@ class ProtocolTests(unittest.TestCase):
 
     def test_stdout_from_async_callbacks(self):
         reply, outs = run(self.kc, 'setTimeout(() => console.log("from timer"), 30);\nprocess.stdout.write("raw write\\n");\nawait new Promise((r) => setTimeout(r, 120));\nconsole.error("to stderr");')
-        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
         self.assertIn("from timer", stdout_text(outs))
         self.assertIn("raw write", stdout_text(outs))
         self.assertIn("to stderr", stdout_text(outs, "stderr"))
 
     def test_update_display_data(self):
         reply, outs = run(self.kc, 'display.html("<p>v1</p>", { displayId: "prog" });\nupdateDisplay("prog", "v2");')
-        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
         kinds = [(m["msg_type"], m["content"].get("transient", {}).get("display_id")) for m in outs if "display" in m["msg_type"]]
         self.assertEqual(kinds, [("display_data", "prog"), ("update_display_data", "prog")])
         upd = [m for m in outs if m["msg_type"] == "update_display_data"][0]
@@ -177,7 +177,7 @@ class ProtocolTests(unittest.TestCase):
         self.assertEqual(req["parent_header"]["msg_id"], msg_id)
         self.kc.input("Ada")
         reply, outs = collect(self.kc, msg_id)
-        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
         self.assertEqual(result_text(outs), "hello Ada")
         # without allow_stdin, input() fails instead of hanging
         reply, _ = run(self.kc, 'await input("x")', allow_stdin=False)
@@ -190,7 +190,7 @@ class ProtocolTests(unittest.TestCase):
 
     def test_widgets_over_comms(self):
         reply, outs = run(self.kc, "const slider = widgets.IntSlider({ value: 3, min: 0, max: 10 });\nconst seen: number[] = [];\nslider.observe((v) => seen.push(v));\nslider")
-        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
         opens = [m for m in outs if m["msg_type"] == "comm_open" and m["content"]["data"]["state"]["_model_name"] == "IntSliderModel"]
         self.assertEqual(len(opens), 1)
         op = opens[0]

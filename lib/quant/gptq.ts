@@ -26,6 +26,8 @@ export interface GptqResult {
   loss: number;
   /** the damping that succeeded */
   damp: number;
+  /** seconds: Cholesky/inverse, in-block column loop (JS), lazy block updates (ORT) */
+  timings: { hinv: number; columns: number; updates: number };
 }
 
 /** Accumulates `H = 2/n · Σ XᵀX` over calibration batches (n counts sequences, as the reference does). */
@@ -127,6 +129,13 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
   const increment = opts.dampAutoIncrement ?? 0.0025;
   let damp = opts.damp;
   let Hinv: Mat | undefined;
+  const timings = { hinv: 0, columns: 0, updates: 0 };
+  let tic = performance.now();
+  const toc = (k: keyof typeof timings) => {
+    const now = performance.now();
+    timings[k] += (now - tic) / 1000;
+    tic = now;
+  };
   const base = Float32Array.from({ length: K }, (_, i) => Hp[i * K + i]);
   for (;;) {
     for (let i = 0; i < K; i++) Hp[i * K + i] = base[i] + damp * meanDiag;
@@ -140,9 +149,12 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
     }
   }
   const Hi = Hinv.data;
+  toc("hinv");
 
-  const codes = new Uint8Array(N * K);
+  const codesT = new Uint8Array(K * N); // row c = column c of the codes (contiguous writes)
   const gIdx = new Int32Array(K);
+  const mins = new Float32Array(N);
+  const maxs = new Float32Array(N);
   const curS = new Float32Array(N);
   const curZ = new Uint8Array(N);
   if (!grouped) {
@@ -170,7 +182,21 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
       } else if (grouped && col % G === 0) {
         // from the full matrix: lazy updates of earlier blocks, not this block's in-block updates
         const g = col / G;
-        paramsOf((n, k) => Wp[k * N + n], col, Math.min(K, col + G), scales, zeros, g, ng);
+        // min/max over the group's rows of the transposed weight (contiguous reads)
+        mins.fill(Infinity);
+        maxs.fill(-Infinity);
+        for (let k = col; k < Math.min(K, col + G); k++) {
+          const o = k * N;
+          for (let n = 0; n < N; n++) {
+            const w = Wp[o + n];
+            if (w < mins[n]) mins[n] = w;
+            if (w > maxs[n]) maxs[n] = w;
+          }
+        }
+        for (let n = 0; n < N; n++) {
+          zeros[n * ng + g] = groupParams(mins[n], maxs[n], bits, opts.sym, "gptq", sOut);
+          scales[n * ng + g] = sOut[0];
+        }
         for (let n = 0; n < N; n++) {
           curS[n] = scales[n * ng + g];
           curZ[n] = zeros[n * ng + g];
@@ -188,39 +214,61 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
         code += z;
         if (code < 0) code = 0;
         else if (code > maxq) code = maxq;
-        codes[n * K + c] = code;
+        codesT[c * N + n] = code;
         const diff = w - s * (code - z);
         loss += (diff * diff) / (d * d) / 2;
         E1[wRow + n] = diff / d;
       }
-      // in-block update of the remaining columns of this block
-      for (let j = i + 1; j < count; j++) {
+      // in-block update, itself lazy: columns of this sub-block now, the rest of the block per sub-block
+      const j2 = Math.min(count, (Math.floor(i / SUB) + 1) * SUB);
+      for (let j = i + 1; j < j2; j++) {
         const h = Hi[col * K + i1 + j];
         if (h === 0) continue;
         const o = j * N;
         for (let n = 0; n < N; n++) W1[o + n] -= E1[wRow + n] * h;
       }
-    }
-    // lazy batch update: W[:, i2:] −= Err1 · Hinv[i1:i2, i2:]  (here transposed: Wt[i2:] −= Hinvᵀ·E1)
-    const rest = K - i2;
-    if (rest === 0) continue;
-    const Hblk = new Float32Array(count * rest);
-    for (let i = 0; i < count; i++) Hblk.set(Hi.subarray((i1 + i) * K + i2, (i1 + i + 1) * K), i * rest);
-    const tail = Wp.subarray(i2 * N, K * N);
-    if (count * rest * N < 1 << 21) {
-      for (let i = 0; i < count; i++) {
-        const e = i * N;
-        for (let r = 0; r < rest; r++) {
-          const h = Hblk[i * rest + r];
-          if (h === 0) continue;
-          const o = r * N;
-          for (let n = 0; n < N; n++) tail[o + n] -= E1[e + n] * h;
-        }
+      if (j2 === i + 1 && j2 < count) {
+        const j1 = j2 - SUB;
+        await lazyUpdate(math, Hi, K, i1 + j1, i1 + j2, i1 + count, E1.subarray(j1 * N, j2 * N), W1.subarray(j2 * N, count * N), N);
       }
-    } else {
-      const out = await math.gemm({ data: Hblk, rows: count, cols: rest }, { data: E1.subarray(0, count * N), rows: count, cols: N }, { transA: true, alpha: -1, beta: 1 }, { data: tail, rows: rest, cols: N });
-      tail.set(out.data);
     }
+    toc("columns");
+    // lazy batch update: W[:, i2:] −= Err1 · Hinv[i1:i2, i2:]  (here transposed: Wt[i2:] −= Hinvᵀ·E1)
+    await lazyUpdate(math, Hi, K, i1, i2, K, E1.subarray(0, count * N), Wp.subarray(i2 * N, K * N), N);
+    toc("updates");
   }
-  return { q: { N, K, bits, groupSize: G, sym: opts.sym, codes, scales, zeros, gIdx }, loss, damp };
+  const codes = new Uint8Array(N * K);
+  for (let c = 0; c < K; c++) {
+    const o = c * N;
+    for (let n = 0; n < N; n++) codes[n * K + c] = codesT[o + n];
+  }
+  return { timings, q: { N, K, bits, groupSize: G, sym: opts.sym, codes, scales, zeros, gIdx }, loss, damp };
+}
+
+/** Sub-block width of the in-block updates (the block's own lazy batching; same result as column by
+ * column, a fraction of the JavaScript work). */
+const SUB = 16;
+
+/** rows [r0, r1) of Hinv, columns [r1, c1): `tail` (the (c1 − r1) × N rows after the block, transposed
+ * weight layout) −= Hinv[r0:r1, r1:c1]ᵀ · E, E = (r1 − r0) × N errors. ORT Gemm when large. */
+async function lazyUpdate(math: OrtMath, Hi: Float32Array, K: number, r0: number, r1: number, c1: number, E: Float32Array, tail: Float32Array, N: number): Promise<void> {
+  const count = r1 - r0;
+  const rest = c1 - r1;
+  if (rest <= 0) return;
+  const Hblk = new Float32Array(count * rest);
+  for (let i = 0; i < count; i++) Hblk.set(Hi.subarray((r0 + i) * K + r1, (r0 + i) * K + c1), i * rest);
+  if (count * rest * N < 1 << 21) {
+    for (let i = 0; i < count; i++) {
+      const e = i * N;
+      for (let r = 0; r < rest; r++) {
+        const h = Hblk[i * rest + r];
+        if (h === 0) continue;
+        const o = r * N;
+        for (let n = 0; n < N; n++) tail[o + n] -= E[e + n] * h;
+      }
+    }
+    return;
+  }
+  const out = await math.gemm({ data: Hblk, rows: count, cols: rest }, { data: E, rows: count, cols: N }, { transA: true, alpha: -1, beta: 1 }, { data: tail, rows: rest, cols: N });
+  tail.set(out.data);
 }

@@ -119,7 +119,10 @@ export function quantizeRtn(W: Float32Array, N: number, K: number, spec: QuantSp
       zeros[n * ng + g] = z;
       for (let k = k0; k < k1; k++) {
         // w·(1/s) may differ from w/s in the last bit; use the division so codes match the reference
-        const q = roundHalfEven(W[row + k] / s) + z;
+        const x = W[row + k] / s;
+        let q = Math.round(x);
+        if (q - x === 0.5 && (q & 1) !== 0) q -= 1; // half to even, inline (hot loop)
+        q += z;
         codes[row + k] = q < 0 ? 0 : q > maxq ? maxq : q;
       }
     }

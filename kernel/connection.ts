@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { LoralabError } from "../lib/errors.js";
 
 /** The connection file Jupyter writes for a kernel (ports, transport, HMAC key). */
 export interface ConnectionInfo {
@@ -19,10 +20,10 @@ export function readConnectionFile(path: string): ConnectionInfo {
   try {
     info = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new Error(`cannot read connection file ${path}: ${(e as Error).message}`);
+    throw new LoralabError(`cannot read connection file ${path}: ${(e as Error).message}`);
   }
   for (const k of ["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"] as const) {
-    if (info.transport !== "ipc" && !Number.isInteger(info[k])) throw new Error(`connection file ${path}: '${k}' is missing or not a port number`);
+    if (info.transport !== "ipc" && !Number.isInteger(info[k])) throw new LoralabError(`connection file ${path}: '${k}' is missing or not a port number`);
   }
   info.transport ??= "tcp";
   info.signature_scheme ??= "hmac-sha256";

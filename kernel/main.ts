@@ -71,8 +71,13 @@ export async function startKernel(connectionFile: string): Promise<void> {
     process.stderr.write(`loralab kernel: I/O thread failed: ${e.stack ?? e}\n`);
     process.exit(1);
   });
-  // The kernel's own notices (vm's experimental loader) are not the user's business.
+  // Node's notice about vm's experimental loader (which cells use for import) is the kernel's business;
+  // other warnings go to the cell's stderr.
   process.removeAllListeners("warning");
+  process.on("warning", (w) => {
+    if (w.name === "ExperimentalWarning" && /USE_MAIN_CONTEXT_DEFAULT_LOADER/.test(w.message)) return;
+    process.stderr.write(`${w.name}: ${w.message}\n`);
+  });
 
   const kernel = new Kernel(io, interruptFlag, process.cwd(), root);
   kernel.register("execute_request", executeRequest);

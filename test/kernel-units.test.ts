@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import vm from "node:vm";
@@ -14,7 +15,7 @@ import { runtimeErrorContent, typeErrorContent } from "../kernel/traceback.js";
 import { INTERRUPT_CHECK, transformCell } from "../kernel/transform.js";
 import { NotebookTypes } from "../kernel/typecheck.js";
 import { decode, encode, makeHeader, SignatureError, Signer } from "../kernel/wire.js";
-import { unittestResults } from "./kernel/harness.js";
+import { assertBuilt, unittestResults } from "./kernel/harness.js";
 import { REPO_ROOT, tempDir } from "./helpers/paths.js";
 
 const ts = tsModule as unknown as typeof TS;
@@ -194,6 +195,33 @@ describe("kernel units", function () {
       } finally {
         if (saved === undefined) delete process.env.JUPYTER_PATH;
         else process.env.JUPYTER_PATH = saved;
+        t.cleanup();
+      }
+    });
+  });
+
+  describe("kernel CLI", () => {
+    it("installs, lists and uninstalls through `loralab kernel`, only under JUPYTER_* temp dirs", () => {
+      assertBuilt();
+      const t = tempDir();
+      const env = { ...process.env, JUPYTER_PATH: join(t.path, "p/share/jupyter"), JUPYTER_DATA_DIR: join(t.path, "data") };
+      const cli = (...args: string[]) => spawnSync(process.execPath, [join(REPO_ROOT, "bin/loralab.js"), "kernel", ...args], { env, encoding: "utf8" });
+      try {
+        assert.equal(cli("install", "--prefix", join(t.path, "p")).status, 0);
+        assert.equal(cli("install", "--name", "mine").status, 0);
+        assert.ok(existsSync(join(t.path, "data/kernels/mine/kernel.json")), "default target is the user data dir");
+        const list = cli("list").stdout;
+        assert.match(list, /^loralab\s+.*p\/share\/jupyter\/kernels\/loralab$/m);
+        assert.match(list, /^mine\s+/m);
+        assert.equal(cli("uninstall", "--name", "mine").status, 0);
+        assert.doesNotMatch(cli("list").stdout, /^mine/m);
+        const bad = cli("uninstall", "--name", "mine");
+        assert.equal(bad.status, 1);
+        assert.match(bad.stderr, /no loralab kernelspec named 'mine'/);
+        const noFile = cli("start", "--connection-file", join(t.path, "missing.json"));
+        assert.equal(noFile.status, 1);
+        assert.match(noFile.stderr, /cannot read connection file .*missing\.json/);
+      } finally {
         t.cleanup();
       }
     });

@@ -20,7 +20,7 @@ export async function run(argv: string[]): Promise<number> {
   if (sub === "start") {
     // Jupyter passes the connection file either as an option or, like ipykernel's `-f`, positionally.
     const file = rest[0] === "--connection-file" || rest[0] === "-f" ? rest[1] : rest[0]?.replace(/^--connection-file=/, "");
-    if (!file) throw new LoralabError("kernel start: missing --connection-file FILE");
+    if (!file) throw new LoralabError("start: missing --connection-file FILE");
     const { startKernel } = await import("../../../kernel/main.js");
     await startKernel(file);
     return await new Promise<number>(() => {}); // the kernel runs until shutdown_request exits the process
@@ -36,9 +36,9 @@ export async function run(argv: string[]): Promise<number> {
   }, HELP);
   if (!options) return 0;
   const target = { user: Boolean(options.user), prefix: options.prefix as string | undefined, sysPrefix: Boolean(options["sys-prefix"]) };
-  if ([target.user, target.prefix !== undefined, target.sysPrefix].filter(Boolean).length > 1) throw new LoralabError("kernel: give only one of --user, --prefix, --sys-prefix");
+  if ([target.user, target.prefix !== undefined, target.sysPrefix].filter(Boolean).length > 1) throw new LoralabError("give only one of --user, --prefix, --sys-prefix");
   const name = (options.name as string | undefined) ?? "loralab";
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new LoralabError(`kernel: --name '${name}' may only use letters, digits, '.', '_' and '-'`);
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new LoralabError(`--name '${name}' may only use letters, digits, '.', '_' and '-'`);
   try {
     if (sub === "install") {
       const dir = install.installKernelSpec(packageRoot(), { ...target, name, displayName: options["display-name"] as string | undefined });
@@ -53,13 +53,13 @@ export async function run(argv: string[]): Promise<number> {
     }
     if (sub === "uninstall") {
       const removed = install.uninstallKernelSpec(name, target);
-      if (!removed.length) throw new LoralabError(`kernel uninstall: no loralab kernelspec named '${name}' found`);
+      if (!removed.length) throw new LoralabError(`uninstall: no loralab kernelspec named '${name}' found`);
       for (const dir of removed) process.stdout.write(`removed ${dir}\n`);
       return 0;
     }
   } catch (e) {
     if (e instanceof LoralabError) throw e;
-    throw new LoralabError(`kernel ${sub}: ${(e as Error).message}`);
+    throw new LoralabError(`${sub}: ${(e as Error).message}`);
   }
-  throw new LoralabError(`kernel: unknown subcommand '${sub}'\n${HELP}`);
+  throw new LoralabError(`unknown subcommand '${sub}'\n${HELP}`);
 }

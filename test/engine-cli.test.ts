@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { saveTensors } from "../lib/io/safetensors.js";
 import type { Adapter } from "../lib/lora/types.js";
@@ -66,6 +66,24 @@ describe("engine CLI", function () {
     assert.equal(j.tokens, 3 * 199);
     assert.ok(Math.abs(Math.exp(j.nll) - j.ppl) < 1e-9 * j.ppl);
     assert.ok(j.ppl > 1.5 && j.ppl < 20, String(j.ppl));
+  });
+
+  it("ppl reproduces the lora-shakespeare golden method on the held-out text (base; + adapter when lib/lora/adapter exists)", async function () {
+    const text = readFileSync(data("tinyshakespeare/tinyshakespeare.txt"), "utf8");
+    const heldOut = join(tmp.path, "heldout.txt");
+    writeFileSync(heldOut, text.slice(1003854));
+    const lora = JSON.parse(readFileSync(data("stories260K-lora-shakespeare/golden.json"), "utf8")).perplexity;
+    const args = ["ppl", "--model", data("stories260K-hf"), "--text", heldOut, "--ctx", "256", "--max-tokens", "4096", "--drop-partial", "--json"];
+    const base = JSON.parse(cli(...args).stdout);
+    assert.equal(base.tokens, 4080);
+    assert.ok(Math.abs(base.ppl / lora.base.ppl - 1) < 1e-3, String(base.ppl));
+    if (!existsSync(join(REPO_ROOT, "lib/lora/adapter.ts"))) return this.skip();
+    const r = cli(...args, "--adapter", data("stories260K-lora-shakespeare"));
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Math.abs(JSON.parse(r.stdout).ppl / lora.dynamic.ppl - 1) < 1e-3, r.stdout);
+    const other = cli("logits", "--model", data("stories260K-hf"), "--adapter", data("lora-gpt2-fmi"), "--prompt", "hi");
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /another model|fan_in_fan_out|does not have/);
   });
 
   it("bench --json and compare --json (base vs the same weights sharded as 'merged')", () => {

@@ -225,6 +225,18 @@ describe("quantized artifacts", function () {
     await assert.rejects(quantizeCommand(["--model", MODEL, "--method", "rtn", "--bits", "3", "--group-size", "32", "--format", "onnx", "--out", join(tmp.path, "cli2")]), (e: Error) => e.name === "LoralabError" && /MatMulNBits supports 2, 4 and 8 bits/.test(e.message));
   });
 
+  it("an abort during GPTQ (Ctrl-C) stops between layers and leaves no output", async () => {
+    const out = join(tmp.path, "aborted");
+    const ctl = new AbortController();
+    const events: string[] = [];
+    await assert.rejects(
+      quantizeModel({ ...base, out, method: "gptq", bits: 4, groupSize: 32, format: "gptq", signal: ctl.signal, onProgress: (e) => { events.push(e.label ?? ""); ctl.abort(); } }),
+      (e: Error) => e.name === "AbortError",
+    );
+    assert.deepEqual(events, ["model.layers.0"]);
+    assert.ok(!existsSync(out));
+  });
+
   it("the report displays in Jupyter as HTML and text", async () => {
     const r = await quantizeModel({ model: MODEL, out: join(tmp.path, "disp"), method: "rtn", bits: 4, groupSize: 64, format: "awq" });
     const d = (r as unknown as Record<symbol, () => Record<string, string>>)[Symbol.for("Jupyter.display")]();

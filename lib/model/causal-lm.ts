@@ -55,7 +55,12 @@ export class CausalLM {
     const t0 = performance.now();
     const cfg = source.config;
     checkArchitecture(cfg, source.description);
-    const maxContext = opts.maxContext ?? cfg.maxPositionEmbeddings;
+    // attention is full (no sliding window): with Mistral's sliding_window the context stops there, where
+    // full and windowed attention still agree
+    const sw = cfg.raw.sliding_window, swOn = typeof sw === "number" && cfg.raw.use_sliding_window !== false;
+    const limit = swOn ? Math.min(cfg.maxPositionEmbeddings, sw as number) : cfg.maxPositionEmbeddings;
+    if (opts.maxContext !== undefined && opts.maxContext > limit) throw new LoralabError(`maxContext ${opts.maxContext} exceeds the model's ${swOn ? "sliding window" : "context"} of ${limit} tokens`);
+    const maxContext = opts.maxContext ?? limit;
     const g = new GraphBuilder("causal_lm");
     const external = opts.external ?? estimateBytes(cfg) > EXTERNAL_ABOVE;
     let dir: string | undefined;

@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { benchLoaded, rssBytes } from "../lib/bench/benchmark.js";
-import { summarize } from "../lib/bench/stats.js";
+import { percentile, summarize } from "../lib/bench/stats.js";
 import { createSession, ort } from "../lib/engine/session.js";
 import { GraphBuilder } from "../lib/engine/onnx-builder.js";
 import { type ModelConfig, loadConfig, parseConfig } from "../lib/io/hf-config.js";
@@ -179,15 +179,23 @@ async function interleaved(baseDir: string, mergedDir: string, threads: number |
   const tokenizer = await TextTokenizer.load(baseDir);
   const prompt = tokenizer.encode(PROMPT);
   const tps: Record<string, number[]> = { base: [], dynamic: [], merged: [] };
+  const lat: Record<string, number[]> = { base: [], dynamic: [], merged: [] };
   for (let round = -1; round < rounds; round++)
     for (const [config, lm] of Object.entries(lms)) {
       const r = await generate(lm, prompt, { maxNewTokens: maxNew, stopIds: [] });
-      if (round >= 0) tps[config].push((r.tokenMs.length * 1000) / r.tokenMs.reduce((a, b) => a + b, 0));
+      if (round >= 0) {
+        tps[config].push((r.tokenMs.length * 1000) / r.tokenMs.reduce((a, b) => a + b, 0));
+        lat[config].push(...r.tokenMs);
+      }
     }
   const ratio = (a: number[], b: number[]) => summarize(a.map((x, i) => x / b[i]));
   process.stdout.write(JSON.stringify({
     rounds, decodeTokPerS: Object.fromEntries(Object.entries(tps).map(([k, v]) => [k, summarize(v)])),
     mergedOverBase: ratio(tps.merged, tps.base), dynamicOverBase: ratio(tps.dynamic, tps.base),
+    // the fast tail of per-token latency is the least disturbed by other processes on a shared machine
+    p10LatencyMs: Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, percentile(v, 10)])),
+    p10SpeedMergedOverBase: percentile(lat.base, 10) / percentile(lat.merged, 10),
+    p10SpeedDynamicOverBase: percentile(lat.base, 10) / percentile(lat.dynamic, 10),
   }) + "\n");
   for (const lm of Object.values(lms)) await lm.release();
 }

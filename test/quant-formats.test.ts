@@ -133,6 +133,17 @@ describe("quantized artifacts", function () {
     closeLogits(plain, await logitsOf(deq));
   });
 
+  it("--lm-head (RTN, ONNX): the tied lm_head becomes MatMulNBits too", async () => {
+    const out = join(tmp.path, "head"), deq = join(tmp.path, "head-deq");
+    const r = await quantizeModel({ model: MODEL, out, method: "rtn", bits: 8, groupSize: 64, format: "onnx", lmHead: true, dequantizedTwin: deq });
+    assert.equal(r.modules.at(-1)!.module, "lm_head");
+    const src = await openWeightSource(out);
+    assert.equal((await src.linear("lm_head")).kind, "nbits");
+    await src.close();
+    closeLogits(await logitsOf(out), await logitsOf(deq));
+    await assert.rejects(quantizeModel({ model: MODEL, out: join(tmp.path, "head-gptq"), method: "rtn", bits: 4, groupSize: 64, format: "gptq", lmHead: true }), /--lm-head is supported with/);
+  });
+
   it("act-order (desc_act) GPTQ checkpoints: K reordered into groups, input gathered, MatMulNBits; ONNX too", async () => {
     const out = join(tmp.path, "actorder"), deq = join(tmp.path, "actorder-deq"), ox = join(tmp.path, "actorder-onnx"), oxd = join(tmp.path, "actorder-onnx-deq");
     const o = { ...base, method: "gptq", bits: 4, groupSize: 32, descAct: true } as const;

@@ -42,6 +42,8 @@ export interface QuantizeOptions extends LongTaskOptions {
   seed?: number;
   overwrite?: boolean;
   threads?: number;
+  /** also quantize lm_head (GPTQModel's `lm_head`; RTN and --format onnx only) */
+  lmHead?: boolean;
   /** also write the same quantization as a plain float directory here (dequantized weights), to
    * evaluate exactly what the artifact holds */
   dequantizedTwin?: string;
@@ -84,6 +86,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
   if (rule === "minmax" && sym) throw new LoralabError("the min-max rule (§4.1) is asymmetric; drop --sym");
   const damp = opts.damp ?? 0.01;
   if (!(damp >= 0 && damp < 1)) throw new LoralabError(`--damp must be in [0, 1), got ${damp}`);
+  if (opts.lmHead && (method !== "rtn" || format !== "onnx")) throw new LoralabError("--lm-head is supported with --method rtn and --format onnx");
   await checkOutputFree(opts.out, !!opts.overwrite);
 
   const model = await ModelDir.open(opts.model);
@@ -107,8 +110,15 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
         else planned.push(module);
       }
     }
+    const weightName = (module: string) => (module === "lm_head" ? model.lmHeadName() : `${module}.weight`);
+    if (opts.lmHead) {
+      const [N, K] = linearShape(cfg, "lm_head");
+      const misfit = moduleMisfit(format, bits, opts.groupSize, N, K);
+      if (misfit) skipped.push({ module: "lm_head", shape: [N, K], reason: misfit });
+      else planned.push("lm_head");
+    }
     // bad weights fail here, before any long work
-    for (const module of planned) assertFinite((await model.read(`${module}.weight`)).toF32(), `${module}.weight`);
+    for (const module of planned) assertFinite((await model.read(weightName(module))).toF32(), weightName(module));
 
     // calibration data, checked before any long work
     let windows: number[][] = [];
@@ -142,7 +152,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
         throwIfAborted(opts.signal);
         const t = performance.now();
         const [N, K] = linearShape(cfg, module);
-        const W = (await model.read(`${module}.weight`)).toF32();
+        const W = (await model.read(weightName(module))).toF32();
         const q = quantizeRtn(W, N, K, { bits, groupSize: opts.groupSize, sym, rule });
         qm.quantized.set(module, q);
         reports.push({ module, shape: [N, K], bits, groupSize: q.groupSize, relError: relativeError(W, dequantize(q)), loss: null, seconds: (performance.now() - t) / 1000 });

@@ -101,7 +101,7 @@ class QuantizedWeightSource implements WeightSource {
   async linear(module: string): Promise<LinearWeights> {
     const m = this.model;
     const bias = m.has(`${module}.bias`) ? await m.read(`${module}.bias`) : undefined;
-    if (module !== "lm_head" || m.has("lm_head.qweight")) {
+    if (module !== "lm_head" || m.has("lm_head.qweight") || m.has("lm_head.qweight_nbits")) {
       const [N, K] = linearShape(this.config, module);
       if (this.method === "gptq" && m.has(`${module}.qweight`)) {
         const [qweight, qzeros, scales, gIdx] = await Promise.all(["qweight", "qzeros", "scales", "g_idx"].map((t) => m.read(`${module}.${t}`)));

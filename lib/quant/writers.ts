@@ -129,6 +129,9 @@ async function writeHfDir(qm: QuantizedModel, format: "gptq" | "awq" | "dequanti
       add(name, e.dtype, e.shape, () => Tensor.fromF32(dequantize(q), e.shape).to(e.dtype).bytes());
     }
   }
+  const head = qm.quantized.get("lm_head");
+  const untie = head !== undefined && !qm.model.has("lm_head.weight");
+  if (untie && format === "dequantized") add("lm_head.weight", "F32", [head.N, head.K], () => Tensor.fromF32(dequantize(head), [head.N, head.K]).bytes());
   // the writer checks sizes against the plan; metadata as AutoGPTQ writes it
   await writeShardedModel(dir, planShards(plan, MAX_SHARD), async (t) => {
     throwIfAborted(opts.signal);
@@ -137,6 +140,7 @@ async function writeHfDir(qm: QuantizedModel, format: "gptq" | "awq" | "dequanti
     return bytes;
   });
   const config = { ...qm.model.config.raw };
+  if (untie) config.tie_word_embeddings = false; // the quantized lm_head no longer equals the embedding
   if (format === "gptq") {
     const qc = gptqQuantizationConfig(qm);
     config.quantization_config = qc;

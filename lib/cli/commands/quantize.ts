@@ -25,6 +25,7 @@ const HELP = `usage: loralab quantize --model DIR --method rtn|gptq|awq --bits B
   --seed S             window sampling seed (default 0)
   --format F           gptq | awq | onnx | gguf
   --out DIR            output directory (written atomically)
+  --lm-head            also quantize lm_head (rtn, --format onnx)
   --overwrite          replace a non-empty --out
   --threads N          ONNX Runtime intra-op threads
   --json               print the report as JSON on stdout
@@ -36,7 +37,7 @@ export async function run(argv: string[]): Promise<number> {
     sym: { type: "boolean" }, asym: { type: "boolean" }, rule: { type: "string" }, "desc-act": { type: "boolean" },
     "static-groups": { type: "boolean" }, "no-true-sequential": { type: "boolean" }, damp: { type: "string" },
     calib: { type: "string" }, "calib-samples": { type: "string" }, "seq-len": { type: "string" }, seed: { type: "string" },
-    format: { type: "string" }, out: { type: "string" }, overwrite: { type: "boolean" }, threads: { type: "string" },
+    format: { type: "string" }, out: { type: "string" }, "lm-head": { type: "boolean" }, overwrite: { type: "boolean" }, threads: { type: "string" },
     json: { type: "boolean" }, quiet: { type: "boolean" },
   }, HELP);
   if (!o) return 0;
@@ -63,6 +64,7 @@ export async function run(argv: string[]): Promise<number> {
       seqLen: numberOption(o["seq-len"] as string | undefined, "seq-len"),
       seed: numberOption(o.seed as string | undefined, "seed"),
       overwrite: !!o.overwrite,
+      lmHead: !!o["lm-head"],
       threads: numberOption(o.threads as string | undefined, "threads"),
       signal: interruptSignal(),
       onProgress: progress.onProgress,

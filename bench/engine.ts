@@ -5,6 +5,7 @@
  * measured in the same run (weight bytes read per token ÷ large-buffer copy bandwidth).
  *
  *   node --import tsx bench/engine.ts [--threads N] [--repeats R] [--rounds K] [--skip-7b] [--dir DIR]
+ * (--dir keeps the generated and merged models there and reuses them on the next run)
  *
  * Copy bandwidth (1 GiB buffer) is measured in every child right after its benchmark; the bound uses the
  * median over all children.
@@ -13,7 +14,7 @@
  * at the end) and loaded like any user model (tensors streamed, external ONNX data above 1.5 GB).
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -220,7 +221,7 @@ async function main(): Promise<void> {
     const models: [string, string, number][] = [["stories260K", join(SHARED, "stories260K-hf"), 64]];
     if (!values["skip-7b"]) {
       process.stderr.write("writing the Llama-2-7B-shaped 2-layer fp32 model...\n");
-      await writeLlama7bShaped(join(work, "llama7b-shaped-2l"), 2);
+      if (!existsSync(join(work, "llama7b-shaped-2l", "model.safetensors"))) await writeLlama7bShaped(join(work, "llama7b-shaped-2l"), 2);
       models.push(["llama2-7b-shaped-2-layers-fp32", join(work, "llama7b-shaped-2l"), 16]);
     }
     const bandwidthBefore = copyBandwidth();
@@ -229,7 +230,7 @@ async function main(): Promise<void> {
       const cfg = await loadConfig(dir);
       process.stderr.write(`${name}: writing the merged copy...\n`);
       const mergedDir = join(work, `${name}-merged`);
-      await writeMerged(dir, generatedAdapter(cfg), mergedDir);
+      if (!existsSync(join(mergedDir, "model.safetensors"))) await writeMerged(dir, generatedAdapter(cfg), mergedDir);
       // rounds interleave the configurations so drift on a shared machine hits all of them alike
       const runs: Record<string, ReturnType<typeof run>[]> = { base: [], dynamic: [], merged: [] };
       for (let round = 0; round < rounds(name); round++)
@@ -249,7 +250,7 @@ async function main(): Promise<void> {
       }]));
       process.stderr.write(`${name}: interleaved speed comparison...\n`);
       const paired = run(dir, "interleaved", maxNew, ["--child", mergedDir, "--rounds", String(name === "stories260K" ? 20 : 6)]);
-      rmSync(mergedDir, { recursive: true, force: true });
+      if (!values.dir) rmSync(mergedDir, { recursive: true, force: true });
       report[name] = { rows, paired, maxNewTokens: maxNew };
     }
     const bandwidthAfter = copyBandwidth();

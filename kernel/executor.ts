@@ -1,11 +1,12 @@
 /** Runs TypeScript cells: type-check against the earlier cells, transform (see transform.ts), run as a
  * vm.Script in the kernel's own global scope (so values cross into library code with no realm
  * boundary) with `breakOnSigint`, and map errors back to the cell. TypeScript is loaded on first use. */
-import { existsSync } from "node:fs";
+import { existsSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import vm from "node:vm";
 import type * as TS from "typescript";
+import { SLOT } from "./interrupt-state.js";
 import { SourceMap } from "./sourcemap.js";
 import { INTERRUPT_CHECK, transformCell } from "./transform.js";
 import { runtimeErrorContent, typeErrorContent, type CellRecord, type ErrorContent } from "./traceback.js";
@@ -19,8 +20,9 @@ export class CellError extends Error {
 
 export class InterruptedError extends Error {
   override name = "Interrupted";
-  constructor() {
+  constructor(readonly via = "") {
     super("the cell was interrupted");
+    if (process.env.LORALAB_KERNEL_DEBUG) writeSync(2, `[loralab kernel] interrupted via ${via}\n`);
   }
 }
 
@@ -46,7 +48,7 @@ export class Executor {
     const g = globalThis as Record<string, unknown>;
     Object.defineProperty(g, INTERRUPT_CHECK, {
       value: () => {
-        if (Atomics.load(interruptFlag, 0) !== 0) throw new InterruptedError();
+        if (Atomics.load(interruptFlag, SLOT.LOOP_FLAG) !== 0) throw new InterruptedError("loop check");
       },
       enumerable: false,
     });
@@ -99,14 +101,19 @@ export class Executor {
     let running: Promise<[unknown] | undefined>;
     try {
       const script = new vm.Script(cell.js, { filename, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER as never });
-      running = script.runInThisContext({ breakOnSigint: true, displayErrors: false }) as Promise<[unknown] | undefined>;
+      Atomics.store(this.interruptFlag, SLOT.IN_SCRIPT, 1);
+      try {
+        running = script.runInThisContext({ breakOnSigint: true, displayErrors: false }) as Promise<[unknown] | undefined>;
+      } finally {
+        Atomics.store(this.interruptFlag, SLOT.IN_SCRIPT, 0);
+      }
     } catch (e) {
-      throw this.toCellError((e as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED" ? new InterruptedError() : e);
+      throw this.toCellError((e as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED" ? new InterruptedError("breakOnSigint") : e);
     }
     // An interrupt rejects the cell even while it awaits something that never settles.
     const interrupted = new Promise<never>((_, reject) => {
-      if (options.signal.aborted) reject(new InterruptedError());
-      options.signal.addEventListener("abort", () => reject(new InterruptedError()), { once: true });
+      if (options.signal.aborted) reject(new InterruptedError("aborted before start"));
+      options.signal.addEventListener("abort", () => reject(new InterruptedError("abort signal")), { once: true });
     });
     try {
       return await Promise.race([running, interrupted]);

@@ -7,6 +7,7 @@ export type FromIo =
   | { t: "ready" }
   | { t: "msg"; channel: Channel; msg: Message }
   | { t: "synced"; id: number }
+  | { t: "interrupt"; generation: number }
   | { t: "shutdown"; restart: boolean };
 
 /** Messages from the main thread to the I/O thread. */

@@ -8,6 +8,7 @@ import * as zmq from "zeromq";
 import { endpoint, type ConnectionInfo } from "./connection.js";
 import { decode, encode, makeHeader, Signer, SignatureError, type Message } from "./wire.js";
 import type { FromIo, ToIo, Channel } from "./io-messages.js";
+import { SLOT } from "./interrupt-state.js";
 
 interface IoData {
   connection: ConnectionInfo;
@@ -79,9 +80,18 @@ async function handleHere(channel: Channel, msg: Message): Promise<boolean> {
   if (channel !== "control") return false;
   if (type === "interrupt_request") {
     await status("busy", msg);
-    Atomics.store(interruptFlag, 0, 1);
-    Atomics.add(interruptFlag, 1, 1);
-    process.kill(process.pid, "SIGINT");
+    const generation = Atomics.add(interruptFlag, SLOT.GENERATION, 1) + 1;
+    const serial = Atomics.load(interruptFlag, SLOT.REQUEST_SERIAL);
+    if (Atomics.load(interruptFlag, SLOT.IN_SCRIPT) === 1) {
+      process.kill(process.pid, "SIGINT");
+      // If the synchronous part ended before the signal landed, a loop after an await still stops.
+      setTimeout(() => {
+        if (Atomics.load(interruptFlag, SLOT.REQUEST_SERIAL) === serial) Atomics.store(interruptFlag, SLOT.LOOP_FLAG, 1);
+      }, 100);
+    } else {
+      Atomics.store(interruptFlag, SLOT.LOOP_FLAG, 1);
+    }
+    post({ t: "interrupt", generation });
     await send("control", "interrupt_reply", { status: "ok" }, msg);
     await status("idle", msg);
     return true;

@@ -1,6 +1,7 @@
 /** The kernel's main-thread half: a queue of shell requests handled one at a time, each wrapped in
  * busy/idle status messages and run inside its request context; replies and iopub messages are handed
  * to the I/O thread. Handlers live in ./handlers, one module per group of message types. */
+import { writeSync } from "node:fs";
 import process from "node:process";
 import type { Worker } from "node:worker_threads";
 import { CommManager } from "./comm.js";
@@ -9,6 +10,7 @@ import { Executor } from "./executor.js";
 import { History } from "./handlers/history.js";
 import { installKernelHost, type KernelHost } from "./host.js";
 import type { Channel, FromIo, ToIo } from "./io-messages.js";
+import { SLOT } from "./interrupt-state.js";
 import { OutputStreams } from "./iostream.js";
 import type { Message } from "./wire.js";
 
@@ -78,15 +80,21 @@ export class Kernel {
     if (ctx && !ctx.abort.signal.aborted) ctx.abort.abort();
   }
 
-  /** A SIGINT sent for an interrupt_request can reach this listener late (under load, after the
-   * interrupted cell already ended through breakOnSigint or a loop check); it must not interrupt a
-   * request that started after the interrupt_request. A SIGINT from outside (no new request) always
-   * interrupts. */
-  private onSigint(): void {
-    const generation = Atomics.load(this.interruptFlag, 1);
-    if (generation === this.handledGeneration) return this.interrupt();
+  /** An interrupt_request (generation n) interrupts the running request if it started before it. */
+  private interruptFor(generation: number): void {
+    if (generation <= this.handledGeneration) return;
     this.handledGeneration = generation;
     if (this.currentStartGeneration < generation) this.interrupt();
+  }
+
+  /** SIGINT: sent for an interrupt_request (it may reach this listener late, even after that request
+   * ended — see interrupt-state.ts), or from outside (interrupt mode "signal", Ctrl-C), which always
+   * interrupts the running request. */
+  private onSigint(): void {
+    const generation = Atomics.load(this.interruptFlag, SLOT.GENERATION);
+    if (process.env.LORALAB_KERNEL_DEBUG) writeSync(2, `[loralab kernel] SIGINT gen=${generation} handled=${this.handledGeneration} start=${this.currentStartGeneration}\n`);
+    if (generation > this.handledGeneration) this.interruptFor(generation);
+    else this.interrupt();
   }
 
   /** Asks the frontend for a line of input on the stdin channel. */
@@ -131,6 +139,8 @@ export class Kernel {
       if (m.channel === "stdin") return this.onStdin(m.msg);
       this.queue.push({ msg: m.msg });
       void this.drain();
+    } else if (m.t === "interrupt") {
+      this.interruptFor(m.generation);
     } else if (m.t === "synced") {
       if (m.id === this.syncSerial) {
         this.queue.push({ stopAborting: true });
@@ -168,8 +178,9 @@ export class Kernel {
   private async handle(msg: Message): Promise<void> {
     const type = msg.header.msg_type;
     const ctx: RequestContext = { msg, abort: new AbortController(), allowStdin: Boolean((msg.content as { allow_stdin?: boolean }).allow_stdin) };
-    Atomics.store(this.interruptFlag, 0, 0);
-    this.currentStartGeneration = Atomics.load(this.interruptFlag, 1);
+    Atomics.add(this.interruptFlag, SLOT.REQUEST_SERIAL, 1);
+    Atomics.store(this.interruptFlag, SLOT.LOOP_FLAG, 0);
+    this.currentStartGeneration = Atomics.load(this.interruptFlag, SLOT.GENERATION);
     this.current = ctx;
     setLatestRequest(ctx);
     this.publish("status", { execution_state: "busy" }, { parent: msg });

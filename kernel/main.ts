@@ -12,6 +12,7 @@ import { commClose, commInfoRequest, commMsg, commOpen } from "./handlers/comms.
 import { executeRequest } from "./handlers/execute.js";
 import { historyRequest } from "./handlers/history.js";
 import { completeRequest, inspectRequest, isCompleteRequest } from "./handlers/introspection.js";
+import { createInterruptState } from "./interrupt-state.js";
 import { Kernel } from "./kernelbase.js";
 import { PROTOCOL_VERSION } from "./wire.js";
 import { allWidgetStates } from "./widgets.js";
@@ -62,8 +63,7 @@ function kernelInfo(root: string): Record<string, unknown> {
 export async function startKernel(connectionFile: string): Promise<void> {
   const connection = readConnectionFile(connectionFile);
   const root = packageRoot();
-  // [0]: interrupt pending for the running request (loop checks read it); [1]: interrupt_requests so far.
-  const interruptFlag = new Int32Array(new SharedArrayBuffer(8));
+  const interruptFlag = createInterruptState();
   const io = new Worker(new URL("./io-thread.js", import.meta.url), {
     workerData: { connection, session: randomUUID(), interruptFlag, kernelInfo: kernelInfo(root) },
   });

@@ -172,6 +172,12 @@ function wrapCell(ts: typeof TS, ctx: TS.TransformationContext, sf: TS.SourceFil
       body.push(ts.setTextRange(isLast ? f.createReturnStatement(f.createArrayLiteralExpression([stmt.expression])) : f.createExpressionStatement(stmt.expression), original));
       return;
     }
+    if (!isLast && ts.isExpressionStatement(stmt) && ts.isStringLiteral(stmt.expression) && body.length === 0) {
+      // A leading "use strict" would make the wrapper strict, and top-level declarations are sloppy
+      // assignments to globals: keep the string, not the directive.
+      body.push(ts.setTextRange(f.createExpressionStatement(f.createParenthesizedExpression(stmt.expression)), original));
+      return;
+    }
     if (isLast && ts.isExpressionStatement(stmt)) {
       body.push(ts.setTextRange(f.createReturnStatement(f.createArrayLiteralExpression([stmt.expression])), original));
       return;

@@ -33,6 +33,7 @@ describe("kernel: protocol through jupyter_client", function () {
     ["test_widgets_over_comms", "widgets: comm_open, frontend updates, echo, observers, click, comm_info"],
     ["test_comm_open_unknown_target_is_closed", "comm_open to an unknown target is closed"],
     ["test_interrupt_sync_loop_keeps_state", "interrupt stops a synchronous loop and keeps state"],
+    ["test_heartbeat_and_kernel_info_while_busy", "heartbeat and kernel_info answer while a cell loops"],
     ["test_interrupt_loop_after_await", "interrupt stops a loop that runs after an await"],
     ["test_interrupt_await_fires_abort_signal", "interrupt rejects an awaiting cell and fires abortSignal"],
     ["test_restart_and_shutdown", "restart gives a fresh kernel; shutdown ends the process"],

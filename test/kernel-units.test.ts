@@ -75,6 +75,7 @@ describe("kernel units", function () {
       assert.deepEqual(r3, ["x/y"]);
       assert.equal(await runCell("enum TColor { R, G }\nclass TK { v = TColor.G }", "/tmp/c4.ts").result, undefined);
       assert.deepEqual(await runCell("new TK().v", "/tmp/c5.ts").result, [1]);
+      assert.deepEqual(await runCell('"use strict";\nconst tStrict = 4;\ntStrict', "/tmp/c5b.ts").result, [4]);
     });
 
     it("maps a runtime error back to the cell's line and column", async () => {

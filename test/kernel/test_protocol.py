@@ -259,6 +259,26 @@ class ProtocolTests(unittest.TestCase):
         reply, outs = run(self.kc, "`${counter > 0} ${kept}`")
         self.assertEqual(result_text(outs), "true still here", reply["content"])
 
+    def test_heartbeat_and_kernel_info_while_busy(self):
+        msg_id = self.kc.execute("let busyLoops = 0;\nwhile (true) busyLoops++;")
+        time.sleep(0.5)
+        ctx = zmq.Context.instance()
+        hb = ctx.socket(zmq.REQ)
+        hb.linger = 0
+        hb.connect(f"tcp://{self.km.ip}:{self.km.hb_port}")
+        try:
+            hb.send(b"ping")
+            self.assertNotEqual(hb.poll(2000), 0, "no heartbeat while a cell is busy")
+            self.assertEqual(hb.recv(), b"ping")
+        finally:
+            hb.close()
+        info_id = self.kc.kernel_info()
+        r = self.kc.get_shell_msg(timeout=5)
+        self.assertEqual(r["parent_header"]["msg_id"], info_id)
+        self.km.interrupt_kernel()
+        reply, _ = collect(self.kc, msg_id)
+        self.assertEqual(reply["content"]["ename"], "Interrupted")
+
     def test_interrupt_loop_after_await(self):
         reply, _ = self.interrupt_after(self.kc.execute("await null;\nlet spins = 0;\nfor (;;) spins++;"))
         self.assertEqual(reply["content"]["ename"], "Interrupted")

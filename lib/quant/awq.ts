@@ -1,6 +1,7 @@
 /** AWQ (SPEC §6.2): activation-aware per-channel scale search over a 20-point grid per scaling group
  * (duo scaling, as AutoAWQ), and the clipping search; quantization is min-max asymmetric (§4.1). The
  * caller supplies the forward that measures a candidate's output error (a layer run on ORT). */
+import type { OrtMath } from "./ort-math.js";
 import { type Bits, dequantize, quantizeRtn } from "./quantizer.js";
 
 export const N_GRID = 20;
@@ -95,39 +96,50 @@ export async function searchScales(
 
 /** Clipping search (AutoAWQ `_compute_best_clip`) on a scaled weight with scaled inputs `x` (T × K):
  * per (output channel, group) the max |w| kept among org_max·(1 − i/20), i < 10, minimising the mean
- * squared error of the group's partial dot products over every ⌊T/512⌋-th token. Clamps W in place. */
-export function clipSearch(W: Float32Array, N: number, K: number, x: Float32Array, T: number, bits: Bits, groupSize: number): Float32Array {
+ * squared error of the group's partial dot products over every ⌊T/512⌋-th token. The error of a
+ * candidate Q is that of the partial products of Q − W (linear), one batched MatMul on ORT (JavaScript
+ * below 4 M multiply-adds or without `math`). Clamps W in place; returns the chosen max per (n, group). */
+export async function clipSearch(W: Float32Array, N: number, K: number, x: Float32Array, T: number, bits: Bits, groupSize: number, math?: OrtMath): Promise<Float32Array> {
   const G = groupSize === -1 ? K : groupSize;
   const ng = K / G;
   const step = Math.max(1, Math.floor(T / 512));
   const tokens: number[] = [];
   for (let t = 0; t < T; t += step) tokens.push(t);
+  const Ts = tokens.length;
   const orgMax = new Float32Array(N * ng);
   for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
     let m = 0;
     for (let k = g * G; k < (g + 1) * G; k++) m = Math.max(m, Math.abs(W[n * K + k]));
     orgMax[n * ng + g] = m;
   }
-  // reference partial outputs Σ_{k∈g} x_k·w_k
-  const ref = new Float64Array(tokens.length * N * ng);
-  const partials = (M: Float32Array, out: Float64Array) => {
-    for (let ti = 0; ti < tokens.length; ti++) {
-      const xo = tokens[ti] * K;
+  const useOrt = math !== undefined && Ts * N * K >= 1 << 22;
+  // sampled inputs as (groups, tokens, G) for the batched product
+  const Xg = new Float32Array(ng * Ts * G);
+  for (let g = 0; g < ng; g++) for (let ti = 0; ti < Ts; ti++) Xg.set(x.subarray(tokens[ti] * K + g * G, tokens[ti] * K + (g + 1) * G), (g * Ts + ti) * G);
+  const D = new Float32Array(ng * G * N);
+  /** err[n·ng + g] for a candidate's dequantized weight */
+  const errors = async (q: Float32Array): Promise<ArrayLike<number>> => {
+    for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) for (let j = 0; j < G; j++) D[(g * G + j) * N + n] = q[n * K + g * G + j] - W[n * K + g * G + j];
+    if (useOrt) {
+      const E = await math!.groupedSquaredMean(Xg, D, ng, Ts, G, N);
+      const out = new Float32Array(N * ng);
+      for (let g = 0; g < ng; g++) for (let n = 0; n < N; n++) out[n * ng + g] = E[g * N + n];
+      return out;
+    }
+    const out = new Float64Array(N * ng);
+    for (let g = 0; g < ng; g++) for (let ti = 0; ti < Ts; ti++) {
+      const xo = (g * Ts + ti) * G;
       for (let n = 0; n < N; n++) {
-        const wo = n * K;
-        for (let g = 0; g < ng; g++) {
-          let acc = 0;
-          for (let k = g * G; k < (g + 1) * G; k++) acc += x[xo + k] * M[wo + k];
-          out[(ti * N + n) * ng + g] = acc;
-        }
+        let acc = 0;
+        for (let j = 0; j < G; j++) acc += Xg[xo + j] * D[(g * G + j) * N + n];
+        out[n * ng + g] += (acc * acc) / Ts;
       }
     }
+    return out;
   };
-  partials(W, ref);
   const bestErr = new Float64Array(N * ng).fill(Infinity);
   const bestMax = Float32Array.from(orgMax);
   const clipped = new Float32Array(N * K);
-  const cur = new Float64Array(ref.length);
   for (let i = 0; i < N_GRID / 2; i++) {
     const f = 1 - i / N_GRID;
     for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
@@ -137,18 +149,11 @@ export function clipSearch(W: Float32Array, N: number, K: number, x: Float32Arra
         clipped[n * K + k] = w > mv ? mv : w < -mv ? -mv : w;
       }
     }
-    const q = dequantize(quantizeRtn(clipped, N, K, { bits, groupSize: G, sym: false, rule: "minmax" }));
-    partials(q, cur);
-    for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
-      let e = 0;
-      for (let ti = 0; ti < tokens.length; ti++) {
-        const d = cur[(ti * N + n) * ng + g] - ref[(ti * N + n) * ng + g];
-        e += d * d;
-      }
-      e /= tokens.length;
-      if (e < bestErr[n * ng + g]) {
-        bestErr[n * ng + g] = e;
-        bestMax[n * ng + g] = orgMax[n * ng + g] * f;
+    const err = await errors(dequantize(quantizeRtn(clipped, N, K, { bits, groupSize: G, sym: false, rule: "minmax" })));
+    for (let c = 0; c < N * ng; c++) {
+      if (err[c] < bestErr[c]) {
+        bestErr[c] = err[c];
+        bestMax[c] = orgMax[c] * f;
       }
     }
   }

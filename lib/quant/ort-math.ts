@@ -53,6 +53,22 @@ export class OrtMath {
     return { data: out.data as Float32Array, rows: Number(out.dims[0]), cols: Number(out.dims[1]) };
   }
 
+  /** E[g, n] = mean over t of (Σ_j X[g, t, j]·D[g, j, n])²: per-group partial-product errors (AWQ clip
+   * search) as one batched MatMul. X: (groups, tokens, G), D: (groups, G, N). */
+  async groupedSquaredMean(X: Float32Array, D: Float32Array, groups: number, tokens: number, G: number, N: number): Promise<Float32Array> {
+    const session = await this.session("groupedSquaredMean", () => {
+      const g = new GraphBuilder("grouped_err");
+      g.input("X", "F32", ["g", "t", "k"]);
+      g.input("D", "F32", ["g", "k", "n"]);
+      const y = g.op("MatMul", ["X", "D"]);
+      g.node("ReduceMean", [g.op("Mul", [y, y])], ["E"], { axes: [1], keepdims: 0 });
+      g.output("E", "F32", ["g", "n"]);
+      return g.toBytes();
+    });
+    const out = await session.run({ X: new ort.Tensor("float32", X, [groups, tokens, G]), D: new ort.Tensor("float32", D, [groups, G, N]) });
+    return out.E.data as Float32Array;
+  }
+
   async release(): Promise<void> {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();

@@ -368,7 +368,7 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
       const w = W(m);
       const [n, K] = linearShape(cfg, m);
       const before = Float32Array.from(w);
-      if (!/(^|\.)(q_|k_)/.test(m)) clipSearch(w, n, K, acts[inputOfModule.get(m)!], T, qm.bits, qm.groupSize);
+      if (!/(^|\.)(q_|k_)/.test(m)) await clipSearch(w, n, K, acts[inputOfModule.get(m)!], T, qm.bits, qm.groupSize, math);
       const q = quantizeRtn(w, n, K, { bits: qm.bits, groupSize: qm.groupSize, sym: false, rule: "minmax" });
       qm.quantized.set(full, q);
       reports.push({ module: full, shape: [n, K], bits: qm.bits, groupSize: q.groupSize, relError: relativeError(before, dequantize(q)), loss: lossOf.get(m) ?? null, seconds: (performance.now() - t) / 1000 });

@@ -77,6 +77,21 @@ async function handleHere(channel: Channel, msg: Message): Promise<boolean> {
     await status("idle", msg);
     return true;
   }
+  if (type === "shutdown_request") {
+    // On control per the spec; older clients send it on shell.
+    const restart = Boolean(msg.content.restart);
+    await status("busy", msg);
+    await send(reply, "shutdown_reply", { status: "ok", restart }, msg);
+    await send("iopub", "shutdown_reply", { status: "ok", restart }, msg);
+    await status("idle", msg);
+    // Close the sockets here (zeromq aborts the process if a worker dies with sockets open), then let
+    // the main thread exit; if a synchronous cell blocks it, end the process anyway.
+    await new Promise((r) => setTimeout(r, 20));
+    for (const s of [shell, control, stdin, iopub, hb]) s.close();
+    post({ t: "shutdown", restart });
+    setTimeout(() => process.kill(process.pid, "SIGTERM"), 1500);
+    return true;
+  }
   if (channel !== "control") return false;
   if (type === "interrupt_request") {
     await status("busy", msg);
@@ -94,20 +109,6 @@ async function handleHere(channel: Channel, msg: Message): Promise<boolean> {
     post({ t: "interrupt", generation });
     await send("control", "interrupt_reply", { status: "ok" }, msg);
     await status("idle", msg);
-    return true;
-  }
-  if (type === "shutdown_request") {
-    const restart = Boolean(msg.content.restart);
-    await status("busy", msg);
-    await send("control", "shutdown_reply", { status: "ok", restart }, msg);
-    await send("iopub", "shutdown_reply", { status: "ok", restart }, msg);
-    await status("idle", msg);
-    // Close the sockets here (zeromq aborts the process if a worker dies with sockets open), then let
-    // the main thread exit; if a synchronous cell blocks it, end the process anyway.
-    await new Promise((r) => setTimeout(r, 20));
-    for (const s of [shell, control, stdin, iopub, hb]) s.close();
-    post({ t: "shutdown", restart });
-    setTimeout(() => process.kill(process.pid, "SIGTERM"), 1500).unref();
     return true;
   }
   if (type === "debug_request" || type === "usage_request") {

@@ -310,6 +310,20 @@ class RestartTests(unittest.TestCase):
             km.shutdown_kernel(now=False)
         self.assertFalse(km.is_alive())
 
+    def test_shutdown_while_a_cell_loops(self):
+        km, kc = start()
+        try:
+            run(kc, "1")
+            kc.execute("while (true) {}")
+            time.sleep(0.5)
+            t = time.time()
+            km.shutdown_kernel(now=False)
+            # jupyter_client would kill it only after shutdown_wait_time (5 s); the kernel exits itself.
+            self.assertLess(time.time() - t, 4.0)
+            self.assertFalse(km.is_alive())
+        finally:
+            kc.stop_channels()
+
 
 if __name__ == "__main__":
     unittest.main()

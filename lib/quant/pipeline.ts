@@ -156,7 +156,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
         const q = quantizeRtn(W, N, K, { bits, groupSize: opts.groupSize, sym, rule });
         qm.quantized.set(module, q);
         reports.push({ module, shape: [N, K], bits, groupSize: q.groupSize, relError: relativeError(W, dequantize(q)), loss: null, seconds: (performance.now() - t) / 1000 });
-        progress(++done, planned.length, module);
+        progress(++done, planned.length, `${module} ${reports[reports.length - 1].seconds.toFixed(3)} s`);
       }
     } else {
       math = new OrtMath(opts.threads);
@@ -246,13 +246,14 @@ async function runGptq(qm: QuantizedModel, runner: DecoderLayerRunner, math: Ort
         replace.set(m, deq);
         qm.quantized.set(module, res.q);
         reports.push({ module, shape: [N, K], bits: qm.bits, groupSize: res.q.groupSize, relError: relativeError(W, deq), loss: res.loss, seconds: (performance.now() - t) / 1000 });
+        progress(reports.length, planned.size, `${module} ${reports[reports.length - 1].seconds.toFixed(3)} s`);
       }
     }
     // inputs of the next layer come from this layer with its quantized weights
     const next = new Float32Array(hidden.length);
     await forEachChunk(runner, l, hidden, seqLen, replace, (a, _n, s) => next.set(a.out, s * seqLen * cfg.hiddenSize));
     hidden = next;
-    progress(l + 1, cfg.numLayers, `model.layers.${l}`, "layers");
+    progress(reports.length, planned.size, `model.layers.${l} done`);
   }
 }
 
@@ -372,6 +373,7 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
       const q = quantizeRtn(w, n, K, { bits: qm.bits, groupSize: qm.groupSize, sym: false, rule: "minmax" });
       qm.quantized.set(full, q);
       reports.push({ module: full, shape: [n, K], bits: qm.bits, groupSize: q.groupSize, relError: relativeError(before, dequantize(q)), loss: lossOf.get(m) ?? null, seconds: (performance.now() - t) / 1000 });
+      progress(reports.length, planned.size, `${full} ${reports[reports.length - 1].seconds.toFixed(3)} s`);
     }
     // unquantized linears that a scale touched keep their new float values
     for (const m of weights.keys()) {
@@ -380,6 +382,6 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
     }
     // the next layer's inputs come from the full-precision layer (AutoAWQ)
     hidden = acts.out;
-    progress(l + 1, cfg.numLayers, p, "layers");
+    progress(reports.length, planned.size, `${p} done`);
   }
 }

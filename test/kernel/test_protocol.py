@@ -142,6 +142,11 @@ class ProtocolTests(unittest.TestCase):
         self.assertEqual(result_text(outs), "NOW A STRING")
         reply, _ = run(self.kc, "const len: number = carried.length;")
         self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        # completion and inspection know the notebook's own declarations
+        self.kc.complete("carr", 4)
+        self.assertIn("carried", self.kc.get_shell_msg(timeout=TIMEOUT)["content"]["matches"])
+        self.kc.inspect("carried", 3)
+        self.assertIn('const carried: "now a string"', self.kc.get_shell_msg(timeout=TIMEOUT)["content"]["data"]["text/plain"])
 
     def test_imports_esm_cjs_and_loralab(self):
         reply, outs = run(self.kc, 'import { hi } from "esm-only"; import cjs from "cjs-pkg"; import { named } from "cjs-pkg"; `${hi} ${cjs.named} ${named}`')
@@ -215,6 +220,17 @@ class ProtocolTests(unittest.TestCase):
         self.kc.comm_info(target_name="jupyter.widget")
         info = self.kc.get_shell_msg(timeout=TIMEOUT)
         self.assertIn(comm_id, info["content"]["comms"])
+        # the frontend closes the comm: it leaves comm_info
+        close = self.kc.session.msg("comm_close", {"comm_id": comm_id, "data": {}})
+        self.kc.shell_channel.send(close)
+        self.iopub_until_idle(close["header"]["msg_id"])
+        self.kc.comm_info(target_name="jupyter.widget")
+        self.assertNotIn(comm_id, self.kc.get_shell_msg(timeout=TIMEOUT)["content"]["comms"])
+        # the Output widget carries its outputs in its state
+        _, outs = run(self.kc, 'const out = widgets.Output();\nout.appendStdout("line\\n");\nout.appendDisplay({ "text/html": "<b>h</b>" });')
+        oid = [m for m in outs if m["msg_type"] == "comm_open" and m["content"]["data"]["state"]["_model_name"] == "OutputModel"][0]["content"]["comm_id"]
+        updates = [m["content"]["data"]["state"]["outputs"] for m in outs if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == oid]
+        self.assertEqual(updates[-1], [{"output_type": "stream", "name": "stdout", "text": "line\n"}, {"output_type": "display_data", "data": {"text/html": "<b>h</b>"}, "metadata": {}}])
         # a button click arrives as a custom message
         _, outs = run(self.kc, "let clicks = 0;\nconst button = widgets.Button({ description: 'go' });\nbutton.onClick(() => clicks++);\nbutton")
         bid = [m for m in outs if m["msg_type"] == "execute_result"][0]["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]

@@ -5,7 +5,7 @@
 import { LoralabError } from "../errors.js";
 import { type Bits, type QuantizedMatrix, checkSpec, groupParams } from "./quantizer.js";
 import { NotPositiveDefinite, upperCholeskyOfInverse } from "./linalg.js";
-import type { Mat, OrtMath } from "./ort-math.js";
+import { type Mat, type OrtMath, place, slice } from "./ort-math.js";
 
 export interface GptqOptions {
   bits: Bits;
@@ -30,41 +30,61 @@ export interface GptqResult {
   timings: { hinv: number; columns: number; updates: number };
 }
 
-/** Accumulates `H = 2/n · Σ XᵀX` over calibration batches (n counts sequences, as the reference does). */
+/** Accumulates `H = 2/n · Σ XᵀX` over calibration batches (n counts sequences, as the reference does).
+ * XᵀX is symmetric: on ORT only the upper blocks (`blockSize` wide) are computed — with 4 blocks that is
+ * 10 of 16 block products — and the lower half is mirrored when the Hessian is read. */
 export class HessianAccumulator {
   readonly sum: Float32Array;
   samples = 0;
 
-  constructor(readonly K: number) {
+  constructor(readonly K: number, readonly blockSize = 1024) {
     this.sum = new Float32Array(K * K);
   }
 
   /** `x`: (tokens × K) inputs of the linear for `sequences` calibration sequences. */
   async add(math: OrtMath, x: Float32Array, tokens: number, sequences: number): Promise<void> {
     const K = this.K;
-    const X: Mat = { data: x, rows: tokens, cols: K };
+    const s = this.sum;
     if (tokens * K * K < 1 << 20) {
-      const s = this.sum;
       for (let t = 0; t < tokens; t++) {
         const row = t * K;
         for (let i = 0; i < K; i++) {
           const xi = x[row + i];
           if (xi === 0) continue;
           const o = i * K;
-          for (let j = 0; j < K; j++) s[o + j] += xi * x[row + j];
+          for (let j = i; j < K; j++) s[o + j] += xi * x[row + j];
         }
       }
     } else {
-      const out = await math.gemm(X, X, { transA: true, beta: 1 }, { data: this.sum, rows: K, cols: K });
-      this.sum.set(out.data);
+      const bs = Math.min(this.blockSize, K);
+      const starts: number[] = [];
+      for (let b = 0; b < K; b += bs) starts.push(b);
+      const cols = starts.map((b0) => slice({ data: x, rows: tokens, cols: K }, 0, tokens, b0, Math.min(K, b0 + bs)));
+      const H: Mat = { data: s, rows: K, cols: K };
+      for (let bi = 0; bi < starts.length; bi++) {
+        for (let bj = bi; bj < starts.length; bj++) {
+          const r0 = starts[bi], c0 = starts[bj];
+          const C = slice(H, r0, r0 + cols[bi].cols, c0, c0 + cols[bj].cols);
+          place(H, await math.gemm(cols[bi], cols[bj], { transA: true, beta: 1 }, C), r0, c0);
+        }
+      }
     }
     this.samples += sequences;
   }
 
-  /** The Hessian (a fresh array). */
+  /** The Hessian (a fresh array; the lower triangle mirrored from the upper). */
   hessian(): Float32Array {
+    const K = this.K;
     const f = this.samples > 0 ? 2 / this.samples : 0;
-    return this.sum.map((v) => v * f);
+    const H = new Float32Array(K * K);
+    for (let i = 0; i < K; i++) {
+      for (let j = i; j < K; j++) {
+        const v = this.sum[i * K + j] * f;
+        H[i * K + j] = v;
+        H[j * K + i] = v;
+      }
+    }
+    return H;
   }
 }
 

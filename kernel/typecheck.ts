@@ -68,7 +68,8 @@ export class NotebookTypes {
         "declare var widgets: __LoralabKernel['widgets'];",
         "/** Aborted when the running cell is interrupted; pass it to long operations. */",
         "declare var abortSignal: AbortSignal;",
-        "declare var require: NodeJS.Require;",
+        // @types/node declares `require`; without it, a loose one (cells get a real require).
+        ...(hasNodeTypes ? [] : ["declare var require: (id: string) => any;"]),
       ].join("\n"),
     );
     const host: TS.LanguageServiceHost = {

@@ -157,6 +157,13 @@ await Promise.all([
   iopub.bind(endpoint(connection, connection.iopub_port)),
   hb.bind(endpoint(connection, connection.hb_port)),
 ]);
+// Like ipykernel's parent poller: a kernel whose launcher (JPY_PARENT_PID) died must not live on.
+const launcher = Number(process.env.JPY_PARENT_PID);
+if (launcher > 1) {
+  setInterval(() => {
+    if (process.ppid !== launcher) process.kill(process.pid, "SIGTERM");
+  }, 1000).unref();
+}
 void send("iopub", "status", { execution_state: "starting" }, { header: {} });
 post({ t: "ready" });
 /** Receive loops end with an error when shutdown closes their socket. */

@@ -38,6 +38,7 @@ describe("kernel: protocol through jupyter_client", function () {
     ["test_interrupt_await_fires_abort_signal", "interrupt rejects an awaiting cell and fires abortSignal"],
     ["test_restart_and_shutdown", "restart gives a fresh kernel; shutdown ends the process"],
     ["test_shutdown_while_a_cell_loops", "shutdown_request ends the kernel even while a cell loops"],
+    ["test_kernel_exits_when_launcher_dies", "the kernel exits when the process that launched it dies"],
   ];
   for (const [name, what] of expected) {
     it(`${what} (${name})`, () => assert.equal(results.get(name), "ok", output));

@@ -340,6 +340,30 @@ class RestartTests(unittest.TestCase):
         finally:
             kc.stop_channels()
 
+    def test_kernel_exits_when_launcher_dies(self):
+        import subprocess
+        import sys
+
+        launcher = (
+            "import os\n"
+            "from jupyter_client.manager import start_new_kernel\n"
+            f"km, kc = start_new_kernel(kernel_name={KERNEL!r})\n"
+            "os.kill(km.provisioner.pid, 0)\n"  # the pid is the live kernel
+            "print(km.provisioner.pid, flush=True)\n"
+            "os._exit(0)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, timeout=TIMEOUT, cwd=NOTEBOOK_DIR)
+        pid = int(out.stdout.strip().splitlines()[-1])
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        os.kill(pid, 9)
+        self.fail("the kernel outlived its launcher")
+
 
 if __name__ == "__main__":
     unittest.main()

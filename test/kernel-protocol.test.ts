@@ -36,6 +36,7 @@ describe("kernel: protocol through jupyter_client", function () {
     ["test_heartbeat_and_kernel_info_while_busy", "heartbeat and kernel_info answer while a cell loops"],
     ["test_interrupt_loop_after_await", "interrupt stops a loop that runs after an await"],
     ["test_interrupt_await_fires_abort_signal", "interrupt rejects an awaiting cell and fires abortSignal"],
+    ["test_external_sigint_interrupts", "a SIGINT from outside interrupts a loop and an await"],
     ["test_restart_and_shutdown", "restart gives a fresh kernel; shutdown ends the process"],
     ["test_shutdown_while_a_cell_loops", "shutdown_request ends the kernel even while a cell loops"],
     ["test_kernel_exits_when_launcher_dies", "the kernel exits when the process that launched it dies"],

@@ -308,6 +308,19 @@ class ProtocolTests(unittest.TestCase):
         _, outs = run(self.kc, "signal.aborted")
         self.assertEqual(result_text(outs), "true")
 
+    def test_external_sigint_interrupts(self):
+        import signal
+
+        pid = self.km.provisioner.pid
+        for code in ("while (true) {}", "await new Promise(() => {});"):
+            msg_id = self.kc.execute(code)
+            time.sleep(0.6)
+            os.kill(pid, signal.SIGINT)
+            reply, _ = collect(self.kc, msg_id)
+            self.assertEqual(reply["content"]["ename"], "Interrupted", code)
+        _, outs = run(self.kc, "6 * 7")
+        self.assertEqual(result_text(outs), "42")
+
 
 class RestartTests(unittest.TestCase):
     def test_restart_and_shutdown(self):

@@ -26,7 +26,12 @@ export class OutputStreams {
       // console.* and direct writes both end in stream.write.
       stream.write = ((chunk: unknown, encoding?: unknown, cb?: unknown) => {
         const callback = typeof encoding === "function" ? encoding : cb;
-        const text = typeof chunk === "string" ? chunk : this.decoders[name].write(Buffer.from(chunk as Uint8Array));
+        const text =
+          typeof chunk !== "string"
+            ? this.decoders[name].write(Buffer.from(chunk as Uint8Array))
+            : typeof encoding === "string" && !/^utf-?8$/i.test(encoding)
+              ? Buffer.from(chunk, encoding as BufferEncoding).toString("utf8")
+              : chunk;
         this.write(name, text);
         if (typeof callback === "function") queueMicrotask(() => (callback as () => void)());
         return true;

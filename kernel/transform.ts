@@ -112,11 +112,20 @@ function wrapCell(ts: typeof TS, ctx: TS.TransformationContext, sf: TS.SourceFil
       body.push(ts.setTextRange(f.createExpressionStatement(f.createParenthesizedExpression(expr)), original));
       return;
     }
+    if (ts.isFunctionDeclaration(stmt) && !stmt.name && stmt.body) {
+      // `export default function () {}`: an anonymous function is just a value.
+      const mods = ts.getModifiers(stmt)?.filter((m) => m.kind === ts.SyntaxKind.AsyncKeyword);
+      const fn = f.createFunctionExpression(mods, stmt.asteriskToken, undefined, stmt.typeParameters, stmt.parameters, stmt.type, stmt.body);
+      body.push(ts.setTextRange(isLast ? f.createReturnStatement(f.createArrayLiteralExpression([fn])) : f.createExpressionStatement(f.createParenthesizedExpression(fn)), original));
+      return;
+    }
+    if (ts.isClassDeclaration(stmt) && !stmt.name) {
+      const cls = f.createClassExpression(undefined, undefined, stmt.typeParameters, stmt.heritageClauses, stmt.members);
+      body.push(ts.setTextRange(isLast ? f.createReturnStatement(f.createArrayLiteralExpression([cls])) : f.createExpressionStatement(f.createParenthesizedExpression(cls)), original));
+      return;
+    }
     if (ts.isFunctionDeclaration(stmt)) {
-      if (!stmt.body || !stmt.name) {
-        if (stmt.body) body.push(withoutExport(stmt));
-        return;
-      }
+      if (!stmt.body || !stmt.name) return;
       body.push(withoutExport(stmt));
       hoisted.push(toGlobal(stmt.name.text, original));
       return;

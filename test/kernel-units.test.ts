@@ -75,6 +75,9 @@ describe("kernel units", function () {
       assert.deepEqual(r3, ["x/y"]);
       assert.equal(await runCell("enum TColor { R, G }\nclass TK { v = TColor.G }", "/tmp/c4.ts").result, undefined);
       assert.deepEqual(await runCell("new TK().v", "/tmp/c5.ts").result, [1]);
+      const anon = await runCell("export default function (x: number) { return x + 1 }", "/tmp/c5c.ts").result;
+      assert.equal((anon![0] as (x: number) => number)(1), 2);
+      assert.equal(typeof (await runCell("export default class { v = 1 }", "/tmp/c5d.ts").result)![0], "function");
       assert.deepEqual(await runCell('"use strict";\nconst tStrict = 4;\ntStrict', "/tmp/c5b.ts").result, [4]);
     });
 

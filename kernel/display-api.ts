@@ -4,32 +4,17 @@
 import { createInterface } from "node:readline/promises";
 import { inspect } from "node:util";
 import { kernelHost, type MimeBundle } from "./host.js";
+import { mimeBundle } from "./mime.js";
 import { widgets } from "./widgets.js";
 
 export type { MimeBundle } from "./host.js";
 export { widgets };
-
-/** Objects with this method render richly (the convention Deno's kernel uses): return a MIME bundle. */
-export const DISPLAY = Symbol.for("Jupyter.display");
+export { DISPLAY, mimeBundle } from "./mime.js";
 
 export interface DisplayOptions {
   /** Give the output an id to replace it later with `updateDisplay(id, ...)`. */
   displayId?: string;
   metadata?: Record<string, unknown>;
-}
-
-/** The MIME bundle for a value: its `[Symbol.for("Jupyter.display")]()` bundle, else `text/plain`. */
-export function mimeBundle(value: unknown): MimeBundle {
-  const custom = (value as { [DISPLAY]?: () => unknown } | null | undefined)?.[DISPLAY];
-  if (typeof custom === "function") {
-    const bundle = custom.call(value);
-    if (bundle && typeof bundle === "object") {
-      const b = { ...(bundle as MimeBundle) };
-      if (!("text/plain" in b)) b["text/plain"] = inspect(value, { depth: 1 });
-      return b;
-    }
-  }
-  return { "text/plain": typeof value === "string" ? value : inspect(value, { depth: 4, maxArrayLength: 50, breakLength: 100 }) };
 }
 
 function show(bundle: MimeBundle, options: DisplayOptions = {}, update = false): void {

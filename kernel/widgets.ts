@@ -3,6 +3,7 @@
  * sent as `update`, and `observe` callbacks fire on both. */
 import { inspect } from "node:util";
 import { kernelHost, type CommHandle, type MimeBundle } from "./host.js";
+import { mimeBundle } from "./mime.js";
 
 const PROTOCOL_VERSION = "2.1.0";
 const CONTROLS = { module: "@jupyter-widgets/controls", version: "2.0.0" };
@@ -234,8 +235,12 @@ export class Output extends DOMWidget {
   appendStderr(text: string): void {
     this.set({ outputs: [...this.outputs, { output_type: "stream", name: "stderr", text }] });
   }
-  /** Appends a MIME bundle (e.g. from `mimeBundle(value)`) as a display_data output. */
-  appendDisplay(bundle: MimeBundle): void {
+  /** Appends a value as display() would show it (its Jupyter.display bundle, else text). */
+  appendDisplay(value: unknown): void {
+    this.appendMime(mimeBundle(value));
+  }
+  /** Appends a ready MIME bundle, e.g. `{ "image/svg+xml": svg }`. */
+  appendMime(bundle: MimeBundle): void {
     this.set({ outputs: [...this.outputs, { output_type: "display_data", data: bundle, metadata: {} }] });
   }
   /** While `fn` runs, the frontend shows output of the current request inside this widget. */

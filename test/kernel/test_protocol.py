@@ -227,7 +227,7 @@ class ProtocolTests(unittest.TestCase):
         self.kc.comm_info(target_name="jupyter.widget")
         self.assertNotIn(comm_id, self.kc.get_shell_msg(timeout=TIMEOUT)["content"]["comms"])
         # the Output widget carries its outputs in its state
-        _, outs = run(self.kc, 'const out = widgets.Output();\nout.appendStdout("line\\n");\nout.appendDisplay({ "text/html": "<b>h</b>" });')
+        _, outs = run(self.kc, 'const out = widgets.Output();\nout.appendStdout("line\\n");\nout.appendMime({ "text/html": "<b>h</b>" });')
         oid = [m for m in outs if m["msg_type"] == "comm_open" and m["content"]["data"]["state"]["_model_name"] == "OutputModel"][0]["content"]["comm_id"]
         updates = [m["content"]["data"]["state"]["outputs"] for m in outs if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == oid]
         self.assertEqual(updates[-1], [{"output_type": "stream", "name": "stdout", "text": "line\n"}, {"output_type": "display_data", "data": {"text/html": "<b>h</b>"}, "metadata": {}}])

@@ -71,7 +71,7 @@ async function handleHere(channel: Channel, msg: Message): Promise<boolean> {
   const type = msg.header.msg_type;
   const reply = channel === "stdin" ? null : channel;
   if (!reply) return false;
-  if (type === "kernel_info_request") {
+  if (type === "kernel_info_request" && (channel === "control" || Atomics.load(interruptFlag, SLOT.HANDLING) === 0)) {
     await status("busy", msg);
     await send(reply, "kernel_info_reply", kernelInfo, msg);
     await status("idle", msg);

@@ -178,6 +178,7 @@ export class Kernel {
   private async handle(msg: Message): Promise<void> {
     const type = msg.header.msg_type;
     const ctx: RequestContext = { msg, abort: new AbortController(), allowStdin: Boolean((msg.content as { allow_stdin?: boolean }).allow_stdin) };
+    Atomics.store(this.interruptFlag, SLOT.HANDLING, 1);
     Atomics.add(this.interruptFlag, SLOT.REQUEST_SERIAL, 1);
     Atomics.store(this.interruptFlag, SLOT.LOOP_FLAG, 0);
     this.currentStartGeneration = Atomics.load(this.interruptFlag, SLOT.GENERATION);
@@ -198,6 +199,7 @@ export class Kernel {
       if (type.endsWith("_request")) this.reply("shell", msg, type.replace(/_request$/, "_reply"), { status: "error", ename: err.name, evalue: err.message, traceback: [String(err.stack)] });
     } finally {
       this.current = undefined;
+      Atomics.store(this.interruptFlag, SLOT.HANDLING, 0);
       this.publish("status", { execution_state: "idle" }, { parent: msg });
     }
   }

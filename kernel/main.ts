@@ -64,8 +64,9 @@ export async function startKernel(connectionFile: string): Promise<void> {
   const connection = readConnectionFile(connectionFile);
   const root = packageRoot();
   const interruptFlag = createInterruptState();
+  const info = kernelInfo(root);
   const io = new Worker(new URL("./io-thread.js", import.meta.url), {
-    workerData: { connection, session: randomUUID(), interruptFlag, kernelInfo: kernelInfo(root) },
+    workerData: { connection, session: randomUUID(), interruptFlag, kernelInfo: info },
   });
   io.on("error", (e) => {
     process.stderr.write(`loralab kernel: I/O thread failed: ${e.stack ?? e}\n`);
@@ -80,6 +81,7 @@ export async function startKernel(connectionFile: string): Promise<void> {
   });
 
   const kernel = new Kernel(io, interruptFlag, process.cwd(), root);
+  kernel.register("kernel_info_request", async () => info);
   kernel.register("execute_request", executeRequest);
   kernel.register("complete_request", completeRequest);
   kernel.register("inspect_request", inspectRequest);

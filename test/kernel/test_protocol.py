@@ -288,12 +288,20 @@ class ProtocolTests(unittest.TestCase):
             self.assertEqual(hb.recv(), b"ping")
         finally:
             hb.close()
-        info_id = self.kc.kernel_info()
-        r = self.kc.get_shell_msg(timeout=5)
-        self.assertEqual(r["parent_header"]["msg_id"], info_id)
+        # kernel_info on control is answered at once; on shell it waits behind the running cell
+        info = self.kc.session.msg("kernel_info_request", {})
+        self.kc.control_channel.send(info)
+        r = self.kc.get_control_msg(timeout=5)
+        self.assertEqual(r["parent_header"]["msg_id"], info["header"]["msg_id"])
+        shell_info = self.kc.kernel_info()
+        with self.assertRaises(Empty):
+            self.kc.get_shell_msg(timeout=0.5)
         self.km.interrupt_kernel()
         reply, _ = collect(self.kc, msg_id)
         self.assertEqual(reply["content"]["ename"], "Interrupted")
+        r = self.kc.get_shell_msg(timeout=5)
+        self.assertEqual(r["parent_header"]["msg_id"], shell_info)
+        self.assertEqual(r["content"]["implementation"], "loralab")
 
     def test_interrupt_loop_after_await(self):
         reply, _ = self.interrupt_after(self.kc.execute("await null;\nlet spins = 0;\nfor (;;) spins++;"))

@@ -1,0 +1,236 @@
+import { copyFile, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { GraphBuilder } from "../engine/onnx-builder.js";
+import { createSession, ort } from "../engine/session.js";
+import { LoralabError, throwIfAborted } from "../errors.js";
+import { AtomicOutputDir } from "../io/output-dir.js";
+import { ModelDir } from "../io/model-dir.js";
+import type { TensorPlan } from "../io/safetensors.js";
+import { planShards, writeShardedModel } from "../io/sharded-writer.js";
+import type { LongTaskOptions } from "../progress.js";
+import { type DType, dtypeToTorch, isFloatDType } from "../tensor/dtype.js";
+import { Tensor, fromF32, numel, toF32 } from "../tensor/tensor.js";
+import { loadAdapter } from "./adapter.js";
+import type { Adapter, LoraModule } from "./types.js";
+
+export interface MergeOptions extends LongTaskOptions {
+  base: string;
+  adapters: { path: string; weight?: number }[];
+  out: string;
+  /** output dtype; "auto" (default) keeps each tensor's base dtype */
+  dtype?: "auto" | "f32" | "f16" | "bf16";
+  maxShardSize?: number;
+  overwrite?: boolean;
+}
+
+export interface ModuleReport {
+  tensor: string;
+  adapters: number;
+  rank: number;
+  scaling: number;
+  relDelta: number;
+  maxAbsDelta: number;
+  roundingError: number;
+}
+
+export class MergeReport {
+  constructor(readonly out: string, readonly dtype: string, readonly modules: ModuleReport[], readonly replaced: string[],
+    readonly untied: boolean, readonly seconds: number, readonly bytes: number) {}
+
+  toJSON() { return { out: this.out, dtype: this.dtype, seconds: this.seconds, bytes: this.bytes, untied: this.untied, replaced: this.replaced, modules: this.modules }; }
+
+  table(): string {
+    const head = ["tensor", "rank", "scaling", "|dW|/|W|", "max|dW|", "round err"];
+    const rows = this.modules.map((m) => [m.tensor, String(m.rank), m.scaling.toPrecision(4), m.relDelta.toExponential(3), m.maxAbsDelta.toExponential(3), m.roundingError.toExponential(2)]);
+    const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  ");
+    const extra = [...this.replaced.map((r) => `replaced: ${r}`), ...(this.untied ? ["tie_word_embeddings set to false (lm_head.weight written)"] : [])];
+    return [line(head), ...rows.map(line), ...extra, `merged into ${this.out} (${this.dtype}, ${(this.bytes / 1e9).toFixed(3)} GB in ${this.seconds.toFixed(2)} s)`].join("\n");
+  }
+
+  [Symbol.for("Jupyter.display")]() {
+    const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+    const rows = this.modules.map((m) => `<tr><td>${esc(m.tensor)}</td><td>${m.rank}</td><td>${m.scaling.toPrecision(4)}</td><td>${m.relDelta.toExponential(3)}</td><td>${m.maxAbsDelta.toExponential(3)}</td><td>${m.roundingError.toExponential(2)}</td></tr>`).join("");
+    return { "text/plain": this.table(), "text/html": `<table><tr><th>tensor</th><th>rank</th><th>scaling</th><th>‖ΔW‖/‖W‖</th><th>max|ΔW|</th><th>rounding</th></tr>${rows}</table><p>${esc(this.out)}</p>` };
+  }
+}
+
+interface Job { kind: "lora"; m: LoraModule; weight: number }
+const OUT_DTYPE = { f32: "F32", f16: "F16", bf16: "BF16" } as const;
+
+/** Merges LoRA adapters into a base model, streaming tensor by tensor (SPEC §3.9). */
+export async function merge(o: MergeOptions): Promise<MergeReport> {
+  const t0 = performance.now();
+  const base = await ModelDir.open(o.base);
+  try {
+    const adapters: { a: Adapter; w: number }[] = [];
+    for (const x of o.adapters) adapters.push({ a: await loadAdapter(x.path), w: x.weight ?? 1 });
+    if (adapters.length === 0) throw new LoralabError("merge needs at least one adapter");
+    const raw = JSON.parse(await readFile(join(base.dir, "config.json"), "utf8")) as Record<string, unknown>;
+    const tied = !!raw.tie_word_embeddings && !base.has("lm_head.weight");
+    const embName = ["model.embed_tokens.weight", "transformer.wte.weight"].find((n) => base.has(n));
+
+    // collect work per output tensor; "lm_head.weight" of a tied model starts from the embedding
+    const lora = new Map<string, Job[]>();
+    const replace = new Map<string, Tensor>();
+    // replacements and token rows in adapter order, each before LoRA deltas of later adapters (SPEC §3.9 loop)
+    const steps = new Map<string, ({ t: Tensor } | { tt: { indices: number[]; rows: Tensor } } | { j: Job })[]>();
+    const step = (name: string, x: { t: Tensor } | { tt: { indices: number[]; rows: Tensor } } | { j: Job }) => (steps.get(name) ?? steps.set(name, []).get(name)!).push(x);
+    const biasAdd = new Map<string, { v: Tensor; s: number }[]>();
+    const touched = new Set<string>();
+    const source = (name: string) => (tied && name === "lm_head.weight" ? embName! : name);
+    const shapeOf = (name: string, where: string) => {
+      const src = source(name);
+      if (!base.has(src)) throw new LoralabError(`${where}: the base model ${base.dir} has no tensor '${name}'`);
+      return base.entry(src).shape;
+    };
+    for (const { a, w } of adapters) {
+      for (const [target, m] of a.modules) {
+        const s = shapeOf(target, `adapter ${a.dir}, module ${m.module}`);
+        const [out, inn] = m.kind === "embedding" || m.fanInFanOut ? [s[1], s[0]] : [s[0], s[1]];
+        const aIn = m.A.shape[1], bOut = m.B.shape[0];
+        if (s.length !== 2 || aIn !== inn || bOut !== out)
+          throw new LoralabError(`adapter ${a.dir}, module ${m.module}: lora_A [${m.A.shape}] / lora_B [${m.B.shape}] do not fit base tensor ${target} [${s}] — is this adapter for another model?`);
+        if (m.magnitude && numel(m.magnitude.shape) !== out) throw new LoralabError(`adapter ${a.dir}, module ${m.module}: lora_magnitude_vector has ${numel(m.magnitude.shape)} values, expected ${out}`);
+        const job: Job = { kind: "lora", m, weight: w };
+        (lora.get(target) ?? lora.set(target, []).get(target)!).push(job);
+        step(target, { j: job });
+        touched.add(target);
+        if (m.bias) {
+          const bname = `${m.module}.bias`;
+          if (!base.has(bname)) throw new LoralabError(`adapter ${a.dir}, module ${m.module}: lora_bias is set but the base has no ${bname}`);
+          (biasAdd.get(bname) ?? biasAdd.set(bname, []).get(bname)!).push({ v: m.bias, s: m.scaling * w });
+          touched.add(bname);
+        }
+      }
+      for (const [name, t] of a.replacements) {
+        const s = shapeOf(name, `adapter ${a.dir}`);
+        if (s.join() !== t.shape.join()) throw new LoralabError(`adapter ${a.dir}: full tensor ${name} [${t.shape}] does not fit the base [${s}]`);
+        replace.set(name, t); step(name, { t }); touched.add(name);
+      }
+      for (const [name, tt] of a.trainableTokens) {
+        const s = shapeOf(name, `adapter ${a.dir}`);
+        if (tt.rows.shape[1] !== s[1] || tt.indices.some((i) => i < 0 || i >= s[0])) throw new LoralabError(`adapter ${a.dir}: trainable tokens for ${name} do not fit [${s}]`);
+        step(name, { tt }); touched.add(name);
+      }
+    }
+    const untie = tied && !!embName && (touched.has("lm_head.weight") || touched.has(embName));
+
+    const outDtype = o.dtype && o.dtype !== "auto" ? (OUT_DTYPE[o.dtype] as DType) : undefined;
+    const plan: TensorPlan[] = base.names().map((n) => {
+      const e = base.entry(n);
+      return { name: n, dtype: outDtype && isFloatDType(e.dtype) ? outDtype : e.dtype, shape: e.shape };
+    });
+    if (untie) plan.push({ ...plan.find((p) => p.name === embName)!, name: "lm_head.weight" });
+    const shards = planShards(plan, o.maxShardSize ?? 5e9);
+    const session = await deltaSession();
+    const reports: ModuleReport[] = [];
+    let done = 0;
+    const total = plan.reduce((a, p) => a + numel(p.shape), 0);
+    await AtomicOutputDir.write(o.out, { overwrite: o.overwrite }, async (dir) => {
+      await writeShardedModel(dir.path, shards, async (p) => {
+        throwIfAborted(o.signal);
+        const src = source(p.name);
+        const e = base.entry(src);
+        done += numel(p.shape);
+        o.onProgress?.({ phase: "merge", done, total, unit: "elements", label: p.name });
+        if (!touched.has(p.name)) {
+          const bytes = await base.readBytes(src);
+          if (p.dtype === e.dtype) return bytes;
+          const t = await base.read(src);
+          const v = fromF32(p.dtype, t.toF32());
+          return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+        }
+        const orig = (await base.read(src)).toF32(true);
+        let w: Float32Array = Float32Array.from(orig);
+        for (const b of biasAdd.get(p.name) ?? []) { const v = b.v.toF32(); for (let i = 0; i < w.length; i++) w[i] += b.s * v[i]; }
+        for (const st of steps.get(p.name) ?? []) {
+          if ("t" in st) w = st.t.toF32(true);
+          else if ("tt" in st) {
+            const d = p.shape[1], rows = st.tt.rows.toF32();
+            st.tt.indices.forEach((idx, i) => w.set(rows.subarray(i * d, (i + 1) * d), idx * d));
+          } else w = await applyLora(session, w, orig, p.shape, st.j);
+        }
+        const jobs = lora.get(p.name) ?? [];
+        return finish(p, w, orig, jobs, reports);
+      });
+      for (const f of base.auxFiles) if (f !== "config.json") await copyFile(join(base.dir, f), dir.file(f));
+      const cfg = { ...raw };
+      if (outDtype) cfg.torch_dtype = dtypeToTorch(outDtype);
+      if (untie) cfg.tie_word_embeddings = false;
+      await writeFile(dir.file("config.json"), JSON.stringify(cfg, null, 2) + "\n");
+    });
+    await session.release();
+    const bytes = shards.reduce((a, s) => a + s.bytes, 0);
+    return new MergeReport(o.out, outDtype ?? "auto", reports, [...replace.keys()], untie, (performance.now() - t0) / 1000, bytes);
+  } finally {
+    await base.close();
+  }
+}
+
+/** Y = W + B·A on ONNX Runtime (dynamic shapes: one session for every tensor). */
+async function deltaSession(): Promise<ort.InferenceSession> {
+  const g = new GraphBuilder("lora_delta");
+  g.input("W", "F32", ["o", "i"]); g.input("B", "F32", ["o", "r"]); g.input("A", "F32", ["r", "i"]);
+  g.node("Add", ["W", g.op("MatMul", ["B", "A"])], ["Y"]);
+  g.output("Y", "F32", ["o", "i"]);
+  return createSession(g.toBytes());
+}
+
+function transpose(x: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(x.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = x[i * cols + j];
+  return t;
+}
+
+/** W + s·w·BA in the stored orientation; DoRA rescales rows (columns when stored transposed) by m/‖W0+Δ‖. */
+async function applyLora(session: ort.InferenceSession, w: Float32Array, orig: Float32Array, shape: readonly number[], j: Job): Promise<Float32Array> {
+  const { m } = j;
+  const s = m.scaling * j.weight;
+  const r = m.r;
+  let Bs = m.B.toF32(true), A = m.A.toF32();
+  const [rows, cols] = [shape[0], shape[1]];
+  for (let i = 0; i < Bs.length; i++) Bs[i] *= s;
+  const transposed = m.kind === "embedding" || m.fanInFanOut;
+  if (transposed) { const bt = transpose(A, r, rows); A = transpose(Bs, cols, r); Bs = bt; } // (BA)ᵀ = Aᵀ Bᵀ
+  const run = async (W: Float32Array) => (await session.run({
+    W: new ort.Tensor("float32", W, [rows, cols]), B: new ort.Tensor("float32", Bs, [rows, r]), A: new ort.Tensor("float32", A, [r, cols]),
+  })).Y.data as Float32Array;
+  if (!m.magnitude) return run(w);
+  const y0 = await run(orig); // W0 + Δ, for the norm
+  const mag = m.magnitude.toF32();
+  const out = new Float32Array(w.length);
+  if (!transposed) {
+    for (let i = 0; i < rows; i++) {
+      let ss = 0; for (let k = 0; k < cols; k++) ss += y0[i * cols + k] ** 2;
+      const f = mag[i] / Math.sqrt(ss);
+      for (let k = 0; k < cols; k++) out[i * cols + k] = f * (w[i * cols + k] + y0[i * cols + k] - orig[i * cols + k]);
+    }
+  } else {
+    const ss = new Float64Array(cols);
+    for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) ss[k] += y0[i * cols + k] ** 2;
+    for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) out[i * cols + k] = (mag[k] / Math.sqrt(ss[k])) * (w[i * cols + k] + y0[i * cols + k] - orig[i * cols + k]);
+  }
+  return out;
+}
+
+function finish(p: TensorPlan, w: Float32Array, orig: Float32Array, jobs: Job[], reports: ModuleReport[]): Uint8Array {
+  const v = fromF32(p.dtype, w);
+  const back = toF32(p.dtype, v, true);
+  let dd = 0, ww = 0, maxD = 0, roundErr = 0;
+  for (let i = 0; i < w.length; i++) {
+    const x = w[i];
+    if (!Number.isFinite(x)) throw new LoralabError(`merged tensor ${p.name} has a non-finite value (${x}) at element ${i}; the adapter or its weight is broken`);
+    const d = x - orig[i];
+    dd += d * d; ww += orig[i] * orig[i];
+    if (Math.abs(d) > maxD) maxD = Math.abs(d);
+    const re = Math.abs(back[i] - x);
+    if (re > roundErr) roundErr = re;
+  }
+  reports.push({
+    tensor: p.name, adapters: jobs.length, rank: jobs.reduce((a, j) => a + j.m.r, 0),
+    scaling: jobs.length === 1 ? jobs[0].m.scaling : jobs.reduce((a, j) => a + j.m.scaling * j.weight, 0),
+    relDelta: ww > 0 ? Math.sqrt(dd / ww) : 0, maxAbsDelta: maxD, roundingError: roundErr,
+  });
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}

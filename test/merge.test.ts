@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { generateGpt2Model, generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
+import { ModelDir } from "../lib/io/model-dir.js";
+import { loadAdapter } from "../lib/lora/adapter.js";
+import { merge } from "../lib/lora/merge.js";
+import { data, tempDir } from "./helpers/paths.js";
+
+/** Independent float64 reference of SPEC §3: W + Σ w·s·(BA) (transposed for Conv1D/embedding), DoRA rows. */
+async function reference(baseDir: string, adapters: { path: string; weight: number }[], name: string, src = name): Promise<Float64Array> {
+  const base = await ModelDir.open(baseDir);
+  const t = await base.read(src); await base.close();
+  const [rows, cols] = t.shape;
+  const w0 = Float64Array.from(t.toF32());
+  const w = Float64Array.from(w0);
+  for (const { path, weight } of adapters) {
+    const a = await loadAdapter(path);
+    const rep = a.replacements.get(name);
+    if (rep) w.set(rep.toF32());
+    const tt = a.trainableTokens.get(name);
+    if (tt) tt.indices.forEach((idx, i) => w.set(tt.rows.toF32().subarray(i * cols, (i + 1) * cols), idx * cols));
+    const m = a.modules.get(name);
+    if (!m) continue;
+    const A = m.A.toF32(), B = m.B.toF32(), r = m.r, s = m.scaling * weight;
+    const tr = m.kind === "embedding" || m.fanInFanOut;
+    const delta = new Float64Array(rows * cols);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
+      let acc = 0;
+      for (let k = 0; k < r; k++) acc += tr ? B[j * r + k] * A[k * rows + i] : B[i * r + k] * A[k * cols + j];
+      delta[i * cols + j] = s * acc;
+    }
+    if (m.magnitude) {
+      const mag = m.magnitude.toF32();
+      assert.ok(!tr);
+      for (let i = 0; i < rows; i++) {
+        let ss = 0; for (let j = 0; j < cols; j++) ss += (w0[i * cols + j] + delta[i * cols + j]) ** 2;
+        for (let j = 0; j < cols; j++) w[i * cols + j] = (mag[i] / Math.sqrt(ss)) * (w[i * cols + j] + delta[i * cols + j]);
+      }
+    } else for (let i = 0; i < w.length; i++) w[i] += delta[i];
+  }
+  return w;
+}
+
+async function compareAll(baseDir: string, adapters: { path: string; weight: number }[], out: string, tol = 2e-6) {
+  const merged = await ModelDir.open(out);
+  const base = await ModelDir.open(baseDir);
+  const tiedBase = !base.has("lm_head.weight");
+  let checked = 0;
+  try {
+    for (const name of merged.names()) {
+      const got = (await merged.read(name)).toF32();
+      const src = tiedBase && name === "lm_head.weight" ? base.lmHeadName() : name;
+      const want = await reference(baseDir, adapters, name, src);
+      let maxErr = 0, scale = 0;
+      for (let i = 0; i < got.length; i++) { maxErr = Math.max(maxErr, Math.abs(got[i] - want[i])); scale = Math.max(scale, Math.abs(want[i])); }
+      assert.ok(maxErr <= tol * Math.max(1, scale), `${name}: max error ${maxErr}`);
+      checked++;
+    }
+  } finally { await merged.close(); await base.close(); }
+  return checked;
+}
+
+describe("merge", function () {
+  this.timeout(60_000);
+  const tmp = tempDir();
+  after(() => tmp.cleanup());
+
+  for (const base of ["stories260K-hf", "stories260K-hf/sharded"])
+    for (const ad of ["stories260K-lora-shakespeare", "stories260K-lora-rslora", "stories260K-dora"])
+      it(`real adapter ${ad} into ${base}: every tensor matches float64`, async () => {
+        const out = join(tmp.path, `${base.replace("/", "_")}-${ad}`);
+        const adapters = [{ path: data(ad), weight: 1 }];
+        const report = await merge({ base: data(base), adapters, out, dtype: "f32" });
+        assert.ok(report.modules.length > 0 && report.modules.every((m) => m.relDelta > 0));
+        assert.ok(await compareAll(data(base), adapters, out) > 0);
+      });
+
+  it("multi-adapter exact sum, embedding LoRA, trainable tokens, modules_to_save, tied untie", async () => {
+    const b = join(tmp.path, "tb"), a1 = join(tmp.path, "a1"), a2 = join(tmp.path, "a2"), out = join(tmp.path, "tout");
+    await generateLlamaModel(b, { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 4, numKvHeads: 2, vocabSize: 50, dtype: "F32", seed: 1, tieWordEmbeddings: true });
+    await generateLoraAdapter(a1, b, { r: 4, alpha: 8, targets: ["q_proj", "down_proj"], seed: 2, embedding: true });
+    await generateLoraAdapter(a2, b, { r: 2, alpha: 4, targets: ["q_proj"], seed: 3, useRslora: true, trainableTokenIndices: [1, 7] });
+    const adapters = [{ path: a1, weight: 0.7 }, { path: a2, weight: -0.3 }];
+    const report = await merge({ base: b, adapters, out, dtype: "auto" });
+    assert.equal(report.untied, true);
+    assert.equal(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).tie_word_embeddings, false);
+    assert.ok(await compareAll(b, adapters, out) >= 10);
+  });
+
+  it("GPT-2 Conv1D (fan_in_fan_out) and bf16 output rounding", async () => {
+    const b = join(tmp.path, "g"), a = join(tmp.path, "ga"), out = join(tmp.path, "gout");
+    await generateGpt2Model(b, { hiddenSize: 32, numLayers: 1, numHeads: 2, vocabSize: 40, dtype: "F32", seed: 5 });
+    await generateLoraAdapter(a, b, { r: 4, alpha: 16, targets: ["c_attn", "c_fc"], seed: 6 });
+    await merge({ base: b, adapters: [{ path: a, weight: 1 }], out });
+    assert.ok(await compareAll(b, [{ path: a, weight: 1 }], out) > 0);
+    const out16 = join(tmp.path, "gout16");
+    const rep = await merge({ base: b, adapters: [{ path: a, weight: 1 }], out: out16, dtype: "bf16" });
+    const m = await ModelDir.open(out16);
+    assert.equal(m.entry("transformer.h.0.attn.c_attn.weight").dtype, "BF16");
+    await m.close();
+    assert.ok(rep.modules.every((x) => x.roundingError > 0 && x.roundingError < 2 ** -8));
+  });
+
+  it("bad input: shape mismatch, missing module, NaN — no output left behind", async () => {
+    const b = join(tmp.path, "tb"), other = join(tmp.path, "other"), oa = join(tmp.path, "oa");
+    await generateLlamaModel(other, { hiddenSize: 48, intermediateSize: 64, numLayers: 1, numHeads: 4, numKvHeads: 2, vocabSize: 50, dtype: "F32", seed: 1 });
+    await generateLoraAdapter(oa, other, { r: 2, alpha: 2, targets: ["q_proj"], seed: 1 });
+    const out = join(tmp.path, "bad");
+    await assert.rejects(merge({ base: b, adapters: [{ path: oa }], out }), /q_proj.*another model/);
+    await assert.rejects(merge({ base: b, adapters: [{ path: data("lora-gpt2-fmi") }], out }), /c_attn.*has no tensor/);
+    await assert.rejects(merge({ base: b, adapters: [{ path: join(tmp.path, "a1"), weight: Infinity }], out }), /non-finite/);
+    assert.equal(existsSync(out), false);
+    assert.deepEqual(readdirSync(tmp.path).filter((n) => n.startsWith(".bad")), []);
+  });
+});

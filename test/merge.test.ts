@@ -88,6 +88,23 @@ describe("merge", function () {
     assert.ok(await compareAll(b, adapters, out) >= 10);
   });
 
+  it("lora_bias and modules_to_save (untied qwen2 with q/k/v biases)", async () => {
+    const b = join(tmp.path, "q"), a = join(tmp.path, "qa"), out = join(tmp.path, "qout");
+    await generateLlamaModel(b, { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 4, numKvHeads: 2, vocabSize: 50, dtype: "F32", seed: 8, modelType: "qwen2" });
+    await generateLoraAdapter(a, b, { r: 4, alpha: 8, targets: ["q_proj", "v_proj"], seed: 9, loraBias: true, modulesToSave: ["lm_head"] });
+    const rep = await merge({ base: b, adapters: [{ path: a, weight: 0.5 }], out });
+    assert.deepEqual(rep.replaced, ["lm_head.weight"]);
+    const ad = await loadAdapter(a), base = await ModelDir.open(b), m = await ModelDir.open(out);
+    try {
+      const mod = ad.modules.get("model.layers.0.self_attn.q_proj.weight")!;
+      const b0 = (await base.read("model.layers.0.self_attn.q_proj.bias")).toF32(), lb = mod.bias!.toF32();
+      const got = (await m.read("model.layers.0.self_attn.q_proj.bias")).toF32();
+      for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - (b0[i] + 0.5 * mod.scaling * lb[i])) < 1e-6);
+      assert.deepEqual(await m.readBytes("lm_head.weight"), ad.replacements.get("lm_head.weight")!.bytes());
+      assert.deepEqual(await m.readBytes("model.layers.0.mlp.up_proj.weight"), await base.readBytes("model.layers.0.mlp.up_proj.weight"));
+    } finally { await base.close(); await m.close(); }
+  });
+
   it("GPT-2 Conv1D (fan_in_fan_out) and bf16 output rounding", async () => {
     const b = join(tmp.path, "g"), a = join(tmp.path, "ga"), out = join(tmp.path, "gout");
     await generateGpt2Model(b, { hiddenSize: 32, numLayers: 1, numHeads: 2, vocabSize: 40, dtype: "F32", seed: 5 });

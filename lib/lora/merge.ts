@@ -142,11 +142,12 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
         }
         const orig = (await base.read(src)).toF32(true);
-        let w: Float32Array = Float32Array.from(orig);
-        for (const b of biasAdd.get(p.name) ?? []) { const v = b.v.toF32(); for (let i = 0; i < w.length; i++) w[i] += b.s * v[i]; }
+        let w: Float32Array = orig; // copied before the first in-place change; ORT returns new arrays
+        for (const b of biasAdd.get(p.name) ?? []) { if (w === orig) w = Float32Array.from(orig); const v = b.v.toF32(); for (let i = 0; i < w.length; i++) w[i] += b.s * v[i]; }
         for (const st of steps.get(p.name) ?? []) {
           if ("t" in st) w = st.t.toF32(true);
           else if ("tt" in st) {
+            if (w === orig) w = Float32Array.from(orig);
             const d = p.shape[1], rows = st.tt.rows.toF32();
             st.tt.indices.forEach((idx, i) => w.set(rows.subarray(i * d, (i + 1) * d), idx * d));
           } else w = await applyLora(session, w, orig, p.shape, st.j);

@@ -101,6 +101,7 @@ export async function sweep(model: string, opts: SweepOptions): Promise<SweepRes
   const bits = opts.bits ?? [3, 4];
   const cache = opts.cache ?? new Map();
   const base = await ModelDir.open(model);
+  try {
   const skipped: SkippedGroupSize[] = [];
   const groups: number[] = [];
   for (const g of opts.groupSizes) {
@@ -111,11 +112,11 @@ export async function sweep(model: string, opts: SweepOptions): Promise<SweepRes
   if (groups.length === 0) throw new LoralabError(`${model}: none of the group sizes ${opts.groupSizes.join(", ")} fits (${skipped.map((s) => s.reason).join("; ")})`);
   const linears = base.names().filter((n) => LINEAR.test(n));
   const tok = await TextTokenizer.load(model);
-  const stream = tok.encode(opts.text);
+  const stream = tok.encode(opts.text, { bos: false });
   const ppl = async (dir: string) => {
     const { lm } = await loadModel({ model: dir });
     try {
-      return (await perplexity(lm, stream, { maxTokens: opts.maxTokens, signal: opts.signal })).ppl;
+      return (await perplexity(lm, stream, { maxTokens: opts.maxTokens, bos: tok.bosId, signal: opts.signal })).ppl;
     } finally {
       await lm.release();
     }
@@ -135,11 +136,15 @@ export async function sweep(model: string, opts: SweepOptions): Promise<SweepRes
         const report = await quantizeModel({ model, out, method: opts.method, format: "dequantized", bits: b, groupSize: g, calib: opts.calib, calibSamples: opts.calibSamples ?? 16, seqLen: opts.seqLen ?? 128, signal: opts.signal });
         const deq = await ModelDir.open(out);
         const parts: Float32Array[] = [];
+        try {
         for (const n of linears) {
           const w = (await base.read(n)).toF32(), wq = (await deq.read(n)).toF32();
           const e = new Float32Array(w.length);
           for (let j = 0; j < w.length; j++) e[j] = w[j] - wq[j];
           parts.push(e);
+        }
+        } finally {
+          await deq.close();
         }
         const error = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
         parts.reduce((off, p) => (error.set(p, off), off + p.length), 0);
@@ -156,4 +161,7 @@ export async function sweep(model: string, opts: SweepOptions): Promise<SweepRes
   }
   const chart = await groupSizeSweepChart(points, { title: `${opts.method}: perplexity and size by group size` }).render();
   return new SweepResult(model, opts.method, points, skipped, basePpl, chart);
+  } finally {
+    await base.close();
+  }
 }

@@ -119,6 +119,24 @@ describe("merge", function () {
     assert.ok(rep.modules.every((x) => x.roundingError > 0 && x.roundingError < 2 ** -8));
   });
 
+  it("bad input: truncated and lying safetensors name the file; no output", async () => {
+    const { copyFileSync, mkdirSync, truncateSync, statSync, openSync, writeSync, closeSync } = await import("node:fs");
+    for (const kind of ["truncated", "lying"]) {
+      const b = join(tmp.path, kind);
+      mkdirSync(b);
+      for (const f of readdirSync(data("stories260K-hf"))) if (f.endsWith(".json") || f.endsWith(".safetensors")) copyFileSync(data("stories260K-hf", f), join(b, f));
+      const f = join(b, "model.safetensors");
+      if (kind === "truncated") truncateSync(f, statSync(f).size - 100);
+      else { // rewrite the first data_offsets end digit inside the header so offsets no longer tile the data
+        const buf = readFileSync(f); const n = Number(buf.readBigUInt64LE(0)); const h = buf.subarray(8, 8 + n).toString("utf8");
+        const i = h.indexOf("data_offsets\":[0,") + 17; const fd = openSync(f, "r+"); writeSync(fd, Buffer.from(h[i] === "9" ? "8" : "9"), 0, 1, 8 + i); closeSync(fd);
+      }
+      const out = join(tmp.path, kind + "-out");
+      await assert.rejects(merge({ base: b, adapters: [{ path: data("stories260K-lora-shakespeare") }], out }), (e: Error) => e.message.includes("model.safetensors"));
+      assert.equal(existsSync(out), false);
+    }
+  });
+
   it("bad input: shape mismatch, missing module, NaN — no output left behind", async () => {
     const b = join(tmp.path, "tb"), other = join(tmp.path, "other"), oa = join(tmp.path, "oa");
     await generateLlamaModel(other, { hiddenSize: 48, intermediateSize: 64, numLayers: 1, numHeads: 4, numKvHeads: 2, vocabSize: 50, dtype: "F32", seed: 1 });

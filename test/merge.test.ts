@@ -137,6 +137,19 @@ describe("merge", function () {
     }
   });
 
+  it("full disk (a real 256 KiB tmpfs): clear error, nothing left on it", async function () {
+    const { execFileSync } = await import("node:child_process");
+    const { mkdirSync } = await import("node:fs");
+    const mnt = join(tmp.path, "tiny");
+    mkdirSync(mnt);
+    try { execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt], { stdio: "ignore" }); } catch { this.skip(); }
+    try {
+      await assert.rejects(merge({ base: data("stories260K-hf"), adapters: [{ path: data("stories260K-lora-shakespeare") }], out: join(mnt, "out") }),
+        (e: Error) => /ENOSPC|space/i.test(e.message) && e.message.includes(join(mnt, "out")));
+      assert.deepEqual(readdirSync(mnt), []);
+    } finally { execFileSync("umount", [mnt]); }
+  });
+
   it("bad input: shape mismatch, missing module, NaN — no output left behind", async () => {
     const b = join(tmp.path, "tb"), other = join(tmp.path, "other"), oa = join(tmp.path, "oa");
     await generateLlamaModel(other, { hiddenSize: 48, intermediateSize: 64, numLayers: 1, numHeads: 4, numKvHeads: 2, vocabSize: 50, dtype: "F32", seed: 1 });

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS, startNotebookServer } from "./helpers/notebook-server.js";
+import { tempDir } from "./helpers/paths.js";
+
+/** Debian's jupyter-notebook serves the committed, executed 03-benchmark notebook; headless Chromium opens it
+ * and the plot SVGs must be in the page with a non-zero size. Screenshot: test-output/03-benchmark.png. */
+const REPO = new URL("..", import.meta.url).pathname;
+const NOTEBOOK = join(REPO, "notebooks/03-benchmark.ipynb");
+
+describe("real browser: jupyter-notebook + headless Chromium", function () {
+  this.timeout(120_000);
+
+  it("renders the executed 03-benchmark plots as SVGs with a size", async () => {
+    const svgOutputs = JSON.parse(readFileSync(NOTEBOOK, "utf8")).cells.flatMap((c: { outputs?: { data?: Record<string, unknown> }[] }) => c.outputs ?? []).filter((o: { data?: Record<string, unknown> }) => o.data?.["image/svg+xml"]).length;
+    assert.ok(svgOutputs >= 2, "the committed notebook carries executed plot outputs (refresh with LORALAB_WRITE_NOTEBOOKS=1)");
+    const t = tempDir("loralab-browser-");
+    copyFileSync(NOTEBOOK, join(t.path, "03-benchmark.ipynb"));
+    const server = await startNotebookServer(t.path);
+    const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 2400 } });
+      await page.goto(server.url("notebooks/03-benchmark.ipynb"));
+      await page.waitForSelector(".output_area svg, .output_area img[src*='svg']", { timeout: 60_000 });
+      const sizes = await page.$$eval(".output_area .output_svg svg, .output_area .output_svg img", (els) => els.map((e) => { const r = e.getBoundingClientRect(); return [r.width, r.height]; }));
+      assert.ok(sizes.length >= svgOutputs, `${sizes.length} plot SVGs in the page, ${svgOutputs} in the notebook`);
+      for (const [w, h] of sizes) assert.ok(w > 50 && h > 50, `plot size ${w}×${h}`);
+      mkdirSync(join(REPO, "test-output"), { recursive: true });
+      await page.screenshot({ path: join(REPO, "test-output/03-benchmark.png"), fullPage: true });
+      assert.ok(existsSync(join(REPO, "test-output/03-benchmark.png")));
+    } finally {
+      await browser.close();
+      await server.stop();
+      t.cleanup();
+    }
+  });
+});

@@ -7,6 +7,6 @@ from nbclient import NotebookClient
 
 src, dst = sys.argv[1], sys.argv[2]
 nb = nbformat.read(src, as_version=4)
-client = NotebookClient(nb, kernel_name=os.environ.get("LORALAB_KERNEL_NAME", "loralab"), timeout=60, resources={"metadata": {"path": os.path.dirname(os.path.abspath(src))}})
+client = NotebookClient(nb, kernel_name=os.environ.get("LORALAB_KERNEL_NAME", "loralab"), timeout=int(os.environ.get("LORALAB_CELL_TIMEOUT", "60")), resources={"metadata": {"path": os.path.dirname(os.path.abspath(src))}})
 client.execute()
 nbformat.write(nb, dst)

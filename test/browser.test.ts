@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -17,17 +18,36 @@ describe("real browser: jupyter-notebook + headless Chromium", function () {
     const svgOutputs = JSON.parse(readFileSync(NOTEBOOK, "utf8")).cells.flatMap((c: { outputs?: { data?: Record<string, unknown> }[] }) => c.outputs ?? []).filter((o: { data?: Record<string, unknown> }) => o.data?.["image/svg+xml"]).length;
     assert.ok(svgOutputs >= 2, "the committed notebook carries executed plot outputs (refresh with LORALAB_WRITE_NOTEBOOKS=1)");
     const t = tempDir("loralab-browser-");
-    copyFileSync(NOTEBOOK, join(t.path, "03-benchmark.ipynb"));
-    const server = await startNotebookServer(t.path);
+    const nbDir = join(t.path, "nb");
+    mkdirSync(nbDir);
+    copyFileSync(NOTEBOOK, join(nbDir, "03-benchmark.ipynb"));
+    // the server gets temp Jupyter dirs: the loralab kernelspec (so no "kernel not found" dialog) and a
+    // signature db in which the executed notebook is trusted (classic Notebook shows SVG only when trusted)
+    const saved = { JUPYTER_PATH: process.env.JUPYTER_PATH, JUPYTER_DATA_DIR: process.env.JUPYTER_DATA_DIR };
+    process.env.JUPYTER_PATH = join(t.path, "prefix/share/jupyter");
+    process.env.JUPYTER_DATA_DIR = join(t.path, "data");
+    const sh = (cmd: string, args: string[]) => {
+      const r = spawnSync(cmd, args, { encoding: "utf8" });
+      assert.equal(r.status, 0, `${cmd} ${args.join(" ")}: ${r.stderr}`);
+    };
+    sh(process.execPath, [join(REPO, "bin/loralab.js"), "kernel", "install", "--prefix", join(t.path, "prefix")]);
+    sh("/usr/bin/python3", ["-c", "import sys, nbformat; from nbformat.sign import NotebookNotary; nb = nbformat.read(sys.argv[1], 4); NotebookNotary().sign(nb)", join(nbDir, "03-benchmark.ipynb")]);
+    const restore = () => { for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v; };
+    const server = await startNotebookServer(nbDir).finally(restore);
     const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 2400 } });
       await page.goto(server.url("notebooks/03-benchmark.ipynb"));
-      await page.waitForSelector(".output_area svg, .output_area img[src*='svg']", { timeout: 60_000 });
+      mkdirSync(join(REPO, "test-output"), { recursive: true });
+      try {
+        await page.waitForSelector(".output_svg", { timeout: 60_000 });
+      } catch (e) {
+        await page.screenshot({ path: join(REPO, "test-output/03-benchmark-failed.png") });
+        throw new Error(`no plot outputs in the page (screenshot test-output/03-benchmark-failed.png): ${(e as Error).message}\n${(await page.content()).slice(0, 2000)}`);
+      }
       const sizes = await page.$$eval(".output_area .output_svg svg, .output_area .output_svg img", (els) => els.map((e) => { const r = e.getBoundingClientRect(); return [r.width, r.height]; }));
       assert.ok(sizes.length >= svgOutputs, `${sizes.length} plot SVGs in the page, ${svgOutputs} in the notebook`);
       for (const [w, h] of sizes) assert.ok(w > 50 && h > 50, `plot size ${w}×${h}`);
-      mkdirSync(join(REPO, "test-output"), { recursive: true });
       await page.screenshot({ path: join(REPO, "test-output/03-benchmark.png"), fullPage: true });
       assert.ok(existsSync(join(REPO, "test-output/03-benchmark.png")));
     } finally {

@@ -76,3 +76,31 @@ describe("workflow notebooks executed by nbclient on stories260K", function () {
     for (const config of ["base", "base + dynamic LoRA", "merged", "merged + quantized"]) assert.ok(html.includes(config), config);
   });
 });
+
+describe("sweep on generated fixtures", function () {
+  this.timeout(120_000);
+  it("skips group sizes the model cannot hold, caches per combination, and orders the errors by bits", async () => {
+    const { notebookInputs } = await import("../lib/workflow/inputs.js");
+    const { sweep } = await import("../lib/workflow/sweep.js");
+    const inputs = await notebookInputs({});
+    const cache = new Map();
+    const events: number[] = [];
+    const r = await sweep(inputs.model, { method: "rtn", bits: [8, 3], groupSizes: [32, 48, -1], text: inputs.text, cache, onProgress: (e) => events.push(e.done) });
+    assert.deepEqual(r.skipped.map((s) => s.groupSize), [48]);
+    assert.match(r.skipped[0].reason, /in_features 64, not a multiple of 48/);
+    assert.deepEqual(r.points.map((p) => [p.bits, p.groupSize]), [[8, 32], [8, -1], [3, 32], [3, -1]]);
+    assert.deepEqual(events, [1, 2, 3, 4]);
+    // 8-bit RTN barely moves perplexity; 3-bit moves the weights far more than 8-bit
+    for (const p of r.points.filter((p) => p.bits === 8)) assert.ok(Math.abs(p.ppl / r.basePpl - 1) < 0.01, `8-bit ppl ${p.ppl} vs float ${r.basePpl}`);
+    assert.ok(r.points[2].relError > 10 * r.points[0].relError);
+    // error values are W − Ŵ: their RMS over all linears is of the order of relError·RMS(W) (0.02-std fixture weights)
+    const e = r.points[3].error as Float32Array;
+    const rms = Math.sqrt(e.reduce((s, x) => s + x * x, 0) / e.length);
+    assert.ok(rms > 0.1 * 0.02 * r.points[3].relError && rms < 10 * 0.02 * r.points[3].relError, `rms ${rms}`);
+    const again = await sweep(inputs.model, { method: "rtn", bits: [8, 3], groupSizes: [32, -1], text: inputs.text, cache });
+    assert.ok(again.points.every((p, i) => p === r.points[i]), "second sweep served from the cache");
+    const bundle = (r as any)[Symbol.for("Jupyter.display")]();
+    assert.ok(bundle["application/vnd.vegalite.v5+json"] && bundle["image/svg+xml"].includes("<svg"));
+    assert.match(bundle["text/html"], /<table[\s\S]*Skipped group size 48/);
+  });
+});

@@ -1,6 +1,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { perplexity } from "../bench/perplexity.js";
 import { LoralabError, throwIfAborted } from "../errors.js";
 import { ModelDir } from "../io/model-dir.js";
@@ -79,7 +79,8 @@ export class SweepResult {
 
   toString(): string {
     const skipped = this.skipped.map((s) => `skipped group size ${s.groupSize}: ${s.reason}`).join("\n");
-    return `sweep ${this.method} on ${this.model} (float ppl ${this.basePpl.toFixed(4)})\n${this.table()}${skipped ? "\n" + skipped : ""}`;
+    // the model's folder name only: outputs (committed notebooks) carry no machine paths
+    return `sweep ${this.method} on ${basename(this.model)} (float ppl ${this.basePpl.toFixed(4)})\n${this.table()}${skipped ? "\n" + skipped : ""}`;
   }
 
   /** The table and the chart; `await result.chart.render()` first (sweep() does it) so this answers synchronously. */

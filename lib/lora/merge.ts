@@ -7,6 +7,7 @@ import { AtomicOutputDir } from "../io/output-dir.js";
 import { ModelDir } from "../io/model-dir.js";
 import type { TensorPlan } from "../io/safetensors.js";
 import { planShards, writeShardedModel } from "../io/sharded-writer.js";
+import { lazyDisplay } from "../plot/display-cache.js";
 import type { LongTaskOptions } from "../progress.js";
 import { type DType, dtypeToTorch, isFloatDType } from "../tensor/dtype.js";
 import { Tensor, fromF32, numel, toF32 } from "../tensor/tensor.js";
@@ -48,10 +49,9 @@ export class MergeReport {
     return [line(head), ...rows.map(line), ...extra, `merged into ${this.out} (${this.dtype}, ${(this.bytes / 1e9).toFixed(3)} GB in ${this.seconds.toFixed(2)} s)`].join("\n");
   }
 
+  /** Table + ‖ΔW‖/‖W‖ per-module bars (see merge-display.ts); the plotting code loads only when displayed. */
   [Symbol.for("Jupyter.display")]() {
-    const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
-    const rows = this.modules.map((m) => `<tr><td>${esc(m.tensor)}</td><td>${m.rank}</td><td>${m.scaling.toPrecision(4)}</td><td>${m.relDelta.toExponential(3)}</td><td>${m.maxAbsDelta.toExponential(3)}</td><td>${m.roundingError.toExponential(2)}</td></tr>`).join("");
-    return { "text/plain": this.table(), "text/html": `<table><tr><th>tensor</th><th>rank</th><th>scaling</th><th>‖ΔW‖/‖W‖</th><th>max|ΔW|</th><th>rounding</th></tr>${rows}</table><p>${esc(this.out)}</p>` };
+    return lazyDisplay(this, () => import("./merge-display.js").then((m) => m.mergeReportBundle(this)));
   }
 }
 

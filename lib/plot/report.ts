@@ -34,7 +34,7 @@ function scopeSvgIds(svg: string, prefix: string): string {
 
 /** Renders content items to HTML; `figure` numbers the plots (after `prefix`) so that their SVG ids stay
  * unique in a page. */
-async function contentHtml(items: ReportContent[], figure: { prefix: string; n: number }): Promise<string[]> {
+async function contentHtml(items: ReportContent[], figure: { prefix: string; n: number }, captions = true): Promise<string[]> {
   const parts: string[] = [];
   for (const item of items) {
     if (typeof item === "string") parts.push(`<p>${escapeHtml(item)}</p>`);
@@ -43,7 +43,8 @@ async function contentHtml(items: ReportContent[], figure: { prefix: string; n: 
       figure.n++;
       const id = `${figure.prefix}f${figure.n}-`;
       const svg = scopeSvgIds(await item.svg(), id);
-      parts.push(`<figure id="${id}${escapeHtml(item.name)}">\n${svg}\n<figcaption><pre>${escapeHtml(item.text)}</pre></figcaption>\n</figure>`);
+      const caption = captions ? `\n<figcaption><pre>${escapeHtml(item.text)}</pre></figcaption>` : "";
+      parts.push(`<figure id="${id}${escapeHtml(item.name)}">\n${svg}${caption}\n</figure>`);
     }
   }
   return parts;
@@ -52,12 +53,13 @@ async function contentHtml(items: ReportContent[], figure: { prefix: string; n: 
 let composed = 0;
 
 /** Tables, paragraphs and plots (as inline SVG) in one HtmlFragment, e.g. for a result's notebook display
- * (a single output can carry only one text/html). */
-export async function composeHtml(items: ReportContent[]): Promise<HtmlFragment> {
+ * (a single output can carry only one text/html). `captions: false` leaves out the plots' text captions
+ * (when a table beside them already gives the numbers). */
+export async function composeHtml(items: ReportContent[], opts: { captions?: boolean } = {}): Promise<HtmlFragment> {
   // a distinct prefix per fragment: several fragments end up in one notebook page
   const figure = { prefix: `r${++composed}-`, n: 0 };
   const text = items.map((i) => (typeof i === "string" ? i : i.text)).join("\n\n");
-  return new HtmlFragment(`<div class="loralab-result">\n${(await contentHtml(items, figure)).join("\n")}\n</div>`, text);
+  return new HtmlFragment(`<div class="loralab-result">\n${(await contentHtml(items, figure, opts.captions ?? true)).join("\n")}\n</div>`, text);
 }
 
 /** A self-contained HTML page (inline CSS and SVG, no scripts, no external resources). */

@@ -31,6 +31,9 @@ export interface BenchResult {
   decodeTokPerS: Summary;
   /** per-token decode latency over all runs, ms */
   latencyMs: { p50: number; p90: number; p99: number };
+  /** per-token latency over the generation: entry i is the decode step that produced new token i+2 (the
+   * first token's latency is the TTFT), the median over the repeats, ms rounded to 1 µs */
+  perTokenMs: number[];
   /** process RSS high-water mark at the end (includes everything loaded before) */
   peakRssBytes: number;
   /** RSS growth from before loading to the largest value seen while this model ran */
@@ -65,6 +68,7 @@ export async function benchLoaded(loaded: LoadedModel, label: string, opts: Benc
   if (prompt.length + maxNew > lm.maxContext) throw new LoralabError(`the prompt (${prompt.length} tokens) plus ${maxNew} new tokens is longer than the model's context of ${lm.maxContext} tokens`);
   let maxRss = rssBytes();
   const ttft: number[] = [], tps: number[] = [], lat: number[] = [];
+  const steps: number[][] = Array.from({ length: maxNew - 1 }, () => []);
   for (let i = 0; i < warmup + repeats; i++) {
     throwIfAborted(opts.signal);
     const r = await generate(lm, prompt, { maxNewTokens: maxNew, stopIds: [] });
@@ -75,6 +79,7 @@ export async function benchLoaded(loaded: LoadedModel, label: string, opts: Benc
     const decodeMs = r.tokenMs.reduce((a, b) => a + b, 0);
     tps.push((r.tokenMs.length * 1000) / decodeMs);
     lat.push(...r.tokenMs);
+    r.tokenMs.forEach((ms, i) => steps[i]?.push(ms));
   }
   const s = summarize(lat);
   const result: BenchResult = {
@@ -82,12 +87,14 @@ export async function benchLoaded(loaded: LoadedModel, label: string, opts: Benc
     loadMs: lm.loadMs, modelBytes: lm.modelBytes, promptTokens: prompt.length, newTokens: maxNew, repeats,
     ttftMs: summarize(ttft), decodeTokPerS: summarize(tps),
     latencyMs: { p50: s.median, p90: percentile(lat, 90), p99: percentile(lat, 99) },
+    perTokenMs: steps.map((runs) => Math.round(percentile(runs, 50) * 1000) / 1000),
     peakRssBytes: peakRss(), memoryBytes: maxRss - rssBefore,
   };
-  return withDisplay(result, (r) => tables(["metric", "value"], benchRows(r)));
+  // table + latency dashboard; the plotting code loads only when the result is displayed
+  return withDisplay(result, (r) => import("./display.js").then((m) => m.benchBundle(r)));
 }
 
-function benchRows(r: BenchResult): string[][] {
+export function benchRows(r: BenchResult): string[][] {
   const spread = (x: Summary, d = 1) => `${x.median.toFixed(d)} (${x.min.toFixed(d)}–${x.max.toFixed(d)})`;
   return [
     ["model", r.source],

@@ -24,7 +24,7 @@ export interface CompareOptions extends LoadOptions {
 export interface CompareRow {
   config: string;
   bench: BenchResult;
-  perplexity?: Omit<PerplexityResult, "windowNll">;
+  perplexity?: Omit<PerplexityResult, "windowNll" | "windowTokens">;
 }
 
 export interface CompareResult {
@@ -55,8 +55,8 @@ export async function compare(opts: CompareOptions): Promise<CompareResult & Dis
         const stream = loaded.tokenizer.encode(opts.text, { bos: false });
         ppl = await perplexity(loaded.lm, stream, { ctx: opts.ctx, stride: opts.stride, maxTokens: opts.maxTokens, bos: loaded.tokenizer.bosId, signal: opts.signal, onProgress: opts.onProgress });
       }
-      const { windowNll: _, ...pplSummary } = ppl ?? { windowNll: [] };
-      rows.push({ config, bench, perplexity: ppl ? (pplSummary as Omit<PerplexityResult, "windowNll">) : undefined });
+      const { windowNll: _, windowTokens: __, ...pplSummary } = ppl ?? { windowNll: [], windowTokens: [] };
+      rows.push({ config, bench, perplexity: ppl ? (pplSummary as CompareRow["perplexity"]) : undefined });
     } finally {
       await loaded.lm.release();
     }
@@ -66,19 +66,24 @@ export async function compare(opts: CompareOptions): Promise<CompareResult & Dis
     settings: { maxNewTokens: opts.maxNewTokens ?? 32, repeats: opts.repeats ?? 5, warmup: opts.warmup ?? 1, device: opts.device ?? "cpu", threads: opts.threads ?? null, ctx: rows[0]?.perplexity?.ctx, stride: rows[0]?.perplexity?.stride, maxTokens: opts.maxTokens },
     rows,
   };
-  return withDisplay(result, compareTables);
+  // the seed's table + latency dashboard + perplexity bars; the plotting code loads only when displayed
+  return withDisplay(result, (r) => import("./display.js").then((m) => m.compareBundle(r)));
+}
+
+export const COMPARE_COLUMNS = ["config", "memory", "TTFT", "tok/s", "perplexity"];
+
+/** The seed's table, as text cells in COMPARE_COLUMNS order. */
+export function compareRows(r: CompareResult): string[][] {
+  return r.rows.map((row) => [
+    row.config,
+    // weights as run; RSS growth in a shared process is only indicative (the allocator reuses freed pages)
+    `${formatBytes(row.bench.modelBytes)} (RSS +${formatBytes(row.bench.memoryBytes)})`,
+    `${row.bench.ttftMs.median.toFixed(1)} ms`,
+    `${row.bench.decodeTokPerS.median.toFixed(1)}`,
+    row.perplexity ? `${row.perplexity.ppl.toFixed(4)} ± ${row.perplexity.pplStderr.toFixed(4)}` : "–",
+  ]);
 }
 
 export function compareTables(r: CompareResult): { html: string; text: string } {
-  return tables(
-    ["config", "memory", "TTFT", "tok/s", "perplexity"],
-    r.rows.map((row) => [
-      row.config,
-      // weights as run; RSS growth in a shared process is only indicative (the allocator reuses freed pages)
-      `${formatBytes(row.bench.modelBytes)} (RSS +${formatBytes(row.bench.memoryBytes)})`,
-      `${row.bench.ttftMs.median.toFixed(1)} ms`,
-      `${row.bench.decodeTokPerS.median.toFixed(1)}`,
-      row.perplexity ? `${row.perplexity.ppl.toFixed(4)} ± ${row.perplexity.pplStderr.toFixed(4)}` : "–",
-    ]),
-  );
+  return tables(COMPARE_COLUMNS, compareRows(r));
 }

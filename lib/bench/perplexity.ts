@@ -1,6 +1,7 @@
 import { LoralabError, throwIfAborted } from "../errors.js";
 import type { CausalLM } from "../model/causal-lm.js";
 import type { LongTaskOptions } from "../progress.js";
+import { type Displayable, withDisplay } from "./stats.js";
 
 export interface PerplexityOptions extends LongTaskOptions {
   /** stream tokens per window (default: the model's context, less one for BOS) */
@@ -25,7 +26,10 @@ export interface PerplexityResult {
   /** ppl · standard error of the mean NLL (llama.cpp's ± figure) */
   pplStderr: number;
   windows: number;
+  /** NLL sum of each window */
   windowNll: number[];
+  /** tokens each window scored */
+  windowTokens: number[];
   streamTokens: number;
   ctx: number;
   stride: number;
@@ -40,7 +44,7 @@ export interface PerplexityResult {
  * window's first token (it has no context inside the window). stride = ctx gives non-overlapping windows
  * scoring ctx−1 tokens each — with BOS exactly the stories260K-lora-shakespeare golden method.
  */
-export async function perplexity(lm: CausalLM, stream: number[], opts: PerplexityOptions = {}): Promise<PerplexityResult> {
+export async function perplexity(lm: CausalLM, stream: number[], opts: PerplexityOptions = {}): Promise<PerplexityResult & Displayable> {
   const bos = opts.bos ?? null;
   const ids = opts.maxTokens !== undefined ? stream.slice(0, opts.maxTokens) : stream;
   const n = ids.length;
@@ -60,7 +64,7 @@ export async function perplexity(lm: CausalLM, stream: number[], opts: Perplexit
   }
   if (starts.length === 0) throw new LoralabError(`the text has ${n} tokens, fewer than one window of ${ctx}`);
   let sum = 0, sumSq = 0, count = 0, prevEnd = 0;
-  const windowNll: number[] = [];
+  const windowNll: number[] = [], windowTokens: number[] = [];
   for (const [w, begin] of starts.entries()) {
     throwIfAborted(opts.signal);
     const end = Math.min(begin + ctx, n);
@@ -83,15 +87,18 @@ export async function perplexity(lm: CausalLM, stream: number[], opts: Perplexit
     }
     sum += wsum;
     windowNll.push(wsum);
+    windowTokens.push(end - first);
     prevEnd = end;
     opts.onProgress?.({ phase: "perplexity", done: w + 1, total: starts.length, unit: "windows" });
   }
   const mean = sum / count;
   const variance = count > 1 ? (sumSq / count - mean * mean) * (count / (count - 1)) : 0;
   const ppl = Math.exp(mean);
-  return {
+  const result: PerplexityResult = {
     ppl, nll: mean, nllSum: sum, tokens: count, pplStderr: ppl * Math.sqrt(Math.max(variance, 0) / count),
-    windows: starts.length, windowNll, streamTokens: n, ctx, stride, bos: bos !== null,
+    windows: starts.length, windowNll, windowTokens, streamTokens: n, ctx, stride, bos: bos !== null,
     method: `strided windows of ${ctx} tokens, stride ${stride}${bos === null ? "" : ", BOS before every window (BOS→first token not scored)"}${opts.dropPartial ? ", trailing partial window dropped" : ""}`,
   };
+  // summary table + perplexity per window; the plotting code loads only when the result is displayed
+  return withDisplay(result, (r) => import("./display.js").then((m) => m.perplexityBundle(r)));
 }

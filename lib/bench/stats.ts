@@ -1,3 +1,5 @@
+import { lazyDisplay, type ResultBundle } from "../plot/display-cache.js";
+
 /** Summary of repeated measurements: the median and the spread around it. */
 export interface Summary {
   median: number;
@@ -30,16 +32,15 @@ export function summarize(values: readonly number[]): Summary {
 export const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
 
 export interface Displayable {
-  [JUPYTER_DISPLAY](): { "text/html": string; "text/plain": string };
+  /** The result's MIME bundle (table + plots): a Promise the first time, the bundle once built. */
+  [JUPYTER_DISPLAY](): ResultBundle | Promise<ResultBundle>;
 }
 
-/** Adds the kernel's rich-display hook to a result (a symbol key: JSON.stringify leaves it out). */
-export function withDisplay<T extends object>(result: T, render: (r: T) => { html: string; text: string }): T & Displayable {
+/** Adds the kernel's rich-display hook to a result (a symbol key: JSON.stringify leaves it out). The
+ * bundle is built once, on the first display. */
+export function withDisplay<T extends object>(result: T, build: (r: T) => Promise<ResultBundle>): T & Displayable {
   Object.defineProperty(result, JUPYTER_DISPLAY, {
-    value: () => {
-      const { html, text } = render(result);
-      return { "text/html": html, "text/plain": text };
-    },
+    value: () => lazyDisplay(result, () => build(result)),
     enumerable: false,
   });
   return result as T & Displayable;

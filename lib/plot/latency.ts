@@ -11,10 +11,18 @@ export interface ConfigMeasures {
   ttftMs?: number;
   /** Decode throughput excluding the first token, median. */
   decodeTokensPerSec?: number;
-  /** Latency of each decode step in generation order (one run). */
+  /** Latency of each decode step in generation order (one run, or the median over runs per step). */
   perTokenMs?: ArrayLike<number>;
+  /** The generated token `perTokenMs[0]` belongs to (default 1; 2 when the series starts after the
+   * first token, whose latency is the TTFT). */
+  perTokenStart?: number;
+  /** Percentiles of the per-token latency over all runs; when given, the text reports them instead of
+   * the plotted series' own. */
+  perTokenPercentilesMs?: { p50: number; p90: number; p99: number };
   /** Process RSS high-water mark. */
   peakRssBytes?: number;
+  /** RSS growth while this configuration ran (several configurations in one process: only indicative). */
+  rssGrowthBytes?: number;
   /** Bytes of the model's weights. */
   modelBytes?: number;
   /** GPU memory in use at the peak, where a GPU is used. */
@@ -22,6 +30,7 @@ export interface ConfigMeasures {
 }
 
 const MIB = 1024 * 1024;
+const MEMORY_COLORS: Record<string, string> = { "peak RSS": "#4c78a8", "RSS growth": "#72b7b2", "model weights": "#9ecae9", "GPU memory": "#f58518" };
 
 function configColor(configs: string[]) {
   return { field: "config", type: "nominal" as const, title: "configuration", scale: { domain: configs }, legend: null };
@@ -59,9 +68,10 @@ function checkConfigs(kind: string, configs: ConfigMeasures[]): string[] {
   const names = configs.map((c) => c.config);
   if (new Set(names).size !== names.length) throw new LoralabError(`${kind}: configuration names must be distinct (got ${names.join(", ")})`);
   for (const c of configs)
-    for (const key of ["ttftMs", "decodeTokensPerSec", "peakRssBytes", "modelBytes", "gpuMemoryBytes"] as const)
+    for (const key of ["ttftMs", "decodeTokensPerSec", "peakRssBytes", "rssGrowthBytes", "modelBytes", "gpuMemoryBytes"] as const)
       if (c[key] !== undefined && !(Number.isFinite(c[key]) && c[key]! >= 0)) throw new LoralabError(`${kind}: configuration ${c.config} has an invalid ${key} (${c[key]})`);
   for (const c of configs) {
+    if (c.perTokenStart !== undefined && !(Number.isInteger(c.perTokenStart) && c.perTokenStart >= 1)) throw new LoralabError(`${kind}: configuration ${c.config} has an invalid perTokenStart (${c.perTokenStart})`);
     const bad = c.perTokenMs ? Array.prototype.findIndex.call(c.perTokenMs, (v: number) => !(Number.isFinite(v) && v >= 0)) : -1;
     if (bad >= 0) throw new LoralabError(`${kind}: configuration ${c.config} has an invalid latency for token ${bad + 1} (${c.perTokenMs![bad]})`);
   }
@@ -83,6 +93,7 @@ function decodePanel(configs: ConfigMeasures[], order: string[]): Panel {
 function memoryPanel(configs: ConfigMeasures[], order: string[]): Panel {
   const kinds = [
     ["peakRssBytes", "peak RSS"],
+    ["rssGrowthBytes", "RSS growth"],
     ["modelBytes", "model weights"],
     ["gpuMemoryBytes", "GPU memory"],
   ] as const;
@@ -98,7 +109,7 @@ function memoryPanel(configs: ConfigMeasures[], order: string[]): Panel {
       x: { field: "config", type: "nominal", title: null, sort: order, axis: { labelAngle: -30 } },
       xOffset: { field: "memory", type: "nominal", sort: present },
       y: { field: "mib", type: "quantitative", title: "MiB" },
-      color: { field: "memory", type: "nominal", title: "memory", scale: { domain: present, range: ["#4c78a8", "#9ecae9", "#f58518"] } },
+      color: { field: "memory", type: "nominal", title: "memory", scale: { domain: present, range: present.map((label) => MEMORY_COLORS[label]) } },
       tooltip: [{ field: "config", title: "configuration" }, { field: "memory" }, { field: "mib", title: "MiB", format: ".4~r" }],
     },
   };
@@ -114,10 +125,12 @@ function tokensPanel(configs: ConfigMeasures[], order: string[]): Panel {
   const lines: string[][] = [];
   for (const c of measured(configs, "perTokenMs")) {
     const ms = Array.from(c.perTokenMs!);
-    ms.forEach((v, i) => rows.push({ config: c.config, token: i + 1, ms: v }));
+    const start = c.perTokenStart ?? 1;
+    ms.forEach((v, i) => rows.push({ config: c.config, token: start + i, ms: v }));
     const sorted = [...ms].sort((a, b) => a - b);
     const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
-    lines.push([c.config, String(ms.length), formatNumber(q(0.5)), formatNumber(q(0.9)), formatNumber(q(0.99))]);
+    const p = c.perTokenPercentilesMs ?? { p50: q(0.5), p90: q(0.9), p99: q(0.99) };
+    lines.push([c.config, String(ms.length), formatNumber(p.p50), formatNumber(p.p90), formatNumber(p.p99)]);
   }
   const panel = {
     data: { name: "tokens" },

@@ -61,3 +61,45 @@ export function perplexityBars(rows: PerplexityRow[], opts: PerplexityBarsOption
   const text = textTable(header, data.map((r) => [r.label, formatNumber(r.ppl), ...(r.change === null ? [] : [`${r.change >= 0 ? "+" : ""}${formatNumber(100 * r.change, 3)}%`])]));
   return new Plot(opts.name ?? slug(title), spec, `${title}\n${text}`);
 }
+
+/** One perplexity window: the NLL sum (natural log) over the tokens it scored. */
+export interface PerplexityWindow {
+  nllSum: number;
+  tokens: number;
+  /** First stream token of the window (for the tooltip). */
+  begin?: number;
+}
+
+/** Perplexity of each window (exp of its mean NLL) as bars, with the overall perplexity (exp of the mean
+ * NLL over all scored tokens) as a dashed rule: shows whether a few windows dominate the figure. */
+export function windowPerplexityChart(windows: PerplexityWindow[], opts: { title?: string; name?: string } = {}): Plot {
+  if (windows.length === 0) throw new LoralabError("windowPerplexityChart: no windows");
+  windows.forEach((w, i) => {
+    if (!(Number.isInteger(w.tokens) && w.tokens > 0)) throw new LoralabError(`windowPerplexityChart: window ${i + 1} scored ${w.tokens} tokens`);
+    if (!(Number.isFinite(w.nllSum) && w.nllSum >= 0)) throw new LoralabError(`windowPerplexityChart: window ${i + 1} has an invalid NLL sum (${w.nllSum})`);
+  });
+  const title = opts.title ?? "Perplexity per window";
+  const total = windows.reduce((a, w) => a + w.tokens, 0);
+  const overall = Math.exp(windows.reduce((a, w) => a + w.nllSum, 0) / total);
+  const rows = windows.map((w, i) => ({ window: i + 1, begin: w.begin ?? null, tokens: w.tokens, ppl: Math.exp(w.nllSum / w.tokens) }));
+  const spec = asSpec({
+    ...specHeader(title, `Perplexity of ${windows.length} windows, ${total} scored tokens`, { windows: rows, overall: [{ ppl: overall }] }),
+    width: Math.min(640, Math.max(200, 14 * windows.length)),
+    height: 220,
+    layer: [
+      {
+        data: { name: "windows" },
+        mark: "bar",
+        encoding: {
+          x: { field: "window", type: "ordinal", title: "window", axis: { labelAngle: 0, labelOverlap: true } },
+          y: { field: "ppl", type: "quantitative", title: "perplexity" },
+          tooltip: [{ field: "window" }, { field: "begin", title: "first token" }, { field: "tokens", title: "scored tokens" }, { field: "ppl", format: ".5~r" }],
+        },
+      },
+      { data: { name: "overall" }, mark: { type: "rule", strokeDash: [4, 3], color: "#333" }, encoding: { y: { field: "ppl", type: "quantitative" } } },
+    ],
+  });
+  const ppls = rows.map((r) => r.ppl);
+  const text = `${title}\n${textTable(["windows", "scored tokens", "perplexity", "min window", "max window"], [[String(windows.length), String(total), formatNumber(overall), formatNumber(Math.min(...ppls)), formatNumber(Math.max(...ppls))]])}`;
+  return new Plot(opts.name ?? slug(title), spec, text);
+}

@@ -1,5 +1,6 @@
 /** The result of `quantizeModel`: per-module numbers, skipped modules, sizes and timings; JSON for the
- * CLI and an HTML table for Jupyter (`Symbol.for("Jupyter.display")`). */
+ * CLI, and a table with the error plots for Jupyter (`Symbol.for("Jupyter.display")`). */
+import { lazyDisplay, type ResultBundle } from "../plot/display-cache.js";
 
 export interface ModuleReport {
   module: string;
@@ -75,18 +76,10 @@ export class QuantReport implements QuantReportData {
     return lines.join("\n");
   }
 
-  [Symbol.for("Jupyter.display")](): Record<string, string> {
-    const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-    const rows = this.modules
-      .map((m) => `<tr><td>${esc(m.module)}</td><td>${m.shape.join("×")}</td><td>${m.bits}</td><td>${m.groupSize}</td><td>${m.relError.toExponential(3)}</td><td>${m.loss === null ? "" : m.loss.toExponential(3)}</td><td>${m.seconds.toFixed(3)}</td></tr>`)
-      .join("");
-    const skipped = this.skipped.map((s) => `<li>${esc(s.module)} (${s.shape.join("×")}): ${esc(s.reason)}</li>`).join("");
-    const html =
-      `<div><b>${esc(this.method)} ${this.bits}-bit g${this.groupSize} → ${esc(this.format)}</b> — ${fmtBytes(this.bytesBefore)} → ${fmtBytes(this.bytesAfter)}, ${this.seconds.toFixed(2)} s` +
-      `<table><thead><tr><th>module</th><th>shape</th><th>bits</th><th>group</th><th>‖W−Ŵ‖/‖W‖</th><th>loss</th><th>s</th></tr></thead><tbody>${rows}</tbody></table>` +
-      (skipped ? `<p>kept in full precision:</p><ul>${skipped}</ul>` : "") +
-      `</div>`;
-    return { "text/html": html, "text/plain": this.summary() };
+  /** Table + relative weight error (and GPTQ/AWQ loss) per module, built in report-display.ts: a Promise
+   * the first time, the bundle once built; the plotting code loads only when displayed. */
+  [Symbol.for("Jupyter.display")](): ResultBundle | Promise<ResultBundle> {
+    return lazyDisplay(this, () => import("./report-display.js").then((m) => m.quantReportBundle(this)));
   }
 }
 

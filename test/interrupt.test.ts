@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
+import { merge } from "../lib/lora/merge.js";
+import { REPO_ROOT, tempDir } from "./helpers/paths.js";
+
+const RUNNER = `const { main } = await import(${JSON.stringify(join(REPO_ROOT, "lib/cli/main.ts"))}); process.exitCode = await main(process.argv.slice(1));`;
+
+/** Ctrl-C (an AbortSignal in the library, SIGINT on the CLI) stops a merge and leaves nothing behind. */
+describe("interrupting a merge", function () {
+  this.timeout(120_000);
+  const tmp = tempDir();
+  const base = join(tmp.path, "base"), adapter = join(tmp.path, "adapter");
+  before(async () => {
+    // ~170 MB of fp32 weights: long enough that a signal lands mid-merge
+    await generateLlamaModel(base, { hiddenSize: 1024, intermediateSize: 2816, numLayers: 4, numHeads: 8, numKvHeads: 8, vocabSize: 256, dtype: "F32", seed: 5 });
+    await generateLoraAdapter(adapter, base, { r: 8, alpha: 16, targets: ["q_proj", "v_proj", "down_proj"], seed: 6 });
+  });
+  after(() => tmp.cleanup());
+  const leftovers = (name: string) => readdirSync(tmp.path).filter((f) => f.includes(name));
+
+  it("library: an abort after the first tensor rejects with AbortError, no output and no temporary left", async () => {
+    const ctl = new AbortController();
+    let events = 0;
+    await assert.rejects(
+      merge({ base, adapters: [{ path: adapter }], out: join(tmp.path, "lib-out"), signal: ctl.signal, onProgress: () => { events++; ctl.abort(); } }),
+      (e: Error) => e.name === "AbortError",
+    );
+    assert.equal(events, 1);
+    assert.deepEqual(leftovers("lib-out"), []);
+  });
+
+  it("CLI: SIGINT during the merge exits 130 with 'interrupted', no output and no temporary left", async () => {
+    const out = join(tmp.path, "cli-out");
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", RUNNER, "merge", "--base", base, "--adapter", adapter, "--out", out], { cwd: REPO_ROOT });
+    let stderr = "";
+    const code = await new Promise<number | null>((resolve) => {
+      // the non-TTY progress prints the phase name at the first progress event
+      child.stderr.on("data", (d: Buffer) => { stderr += d; if (/merge\.\.\./.test(stderr)) child.kill("SIGINT"); });
+      child.on("exit", (c) => resolve(c));
+    });
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /interrupted/);
+    assert.deepEqual(leftovers("cli-out"), []);
+    assert.ok(!existsSync(out));
+  });
+});

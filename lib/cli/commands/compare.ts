@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { interruptSignal, parseCommandArgs, requireOption } from "../args.js";
 import { terminalProgress } from "../progress-bar.js";
+import { plotHelp, preparePlotDir, savePlotOption } from "../plot-option.js";
 import { ENGINE_HELP, ENGINE_OPTIONS, intOption, loadOptions, readTextFile } from "../../bench/cli.js";
 import { compare, compareTables } from "../../bench/compare.js";
 
@@ -16,17 +17,19 @@ const HELP = `usage: loralab compare --base DIR [--adapter DIR] [--merged DIR] [
   --max-new-tokens N   default 32;  --repeats R default 5;  --warmup W default 1
   --ctx N  --stride S  --max-tokens T   perplexity windows (as in loralab ppl)
   --out FILE           also write the JSON result to FILE
-${ENGINE_HELP}`;
+${ENGINE_HELP}
+${plotHelp("compare-latency (TTFT, tok/s, memory, per-token latency), compare-perplexity (with --text)")}`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseCommandArgs(argv, {
     base: { type: "string" }, adapter: { type: "string" }, merged: { type: "string" }, quantized: { type: "string" }, prompt: { type: "string" },
     text: { type: "string" }, "max-new-tokens": { type: "string" }, repeats: { type: "string" }, warmup: { type: "string" },
-    ctx: { type: "string" }, stride: { type: "string" }, "max-tokens": { type: "string" }, out: { type: "string" }, ...ENGINE_OPTIONS,
+    ctx: { type: "string" }, stride: { type: "string" }, "max-tokens": { type: "string" }, out: { type: "string" }, plot: { type: "string" }, ...ENGINE_OPTIONS,
   }, HELP);
   if (!v) return 0;
   const prompt = requireOption(v.prompt as string | undefined, "prompt");
   const text = v.text ? await readTextFile(v.text as string) : undefined;
+  await preparePlotDir(v.plot as string | undefined);
   const bar = terminalProgress(Boolean(v.json));
   try {
     const r = await compare({
@@ -40,6 +43,7 @@ export async function run(argv: string[]): Promise<number> {
     const json = JSON.stringify(r);
     if (v.out) await writeFile(v.out as string, json + "\n");
     process.stdout.write(v.json ? json + "\n" : compareTables(r).text + "\n");
+    await savePlotOption(v.plot as string | undefined, async () => (await import("../../bench/display.js")).comparePlots(r));
     return 0;
   } finally {
     bar.stop();

@@ -4,6 +4,7 @@ import { quantizeModel } from "../../quant/pipeline.js";
 import type { QuantRule } from "../../quant/quantizer.js";
 import { interruptSignal, numberOption, parseCommandArgs, requireOption } from "../args.js";
 import { terminalProgress } from "../progress-bar.js";
+import { plotHelp, preparePlotDir, savePlotOption } from "../plot-option.js";
 
 export const summary = "quantize a model with RTN, GPTQ or AWQ and write GPTQ, AWQ, ONNX or GGUF";
 
@@ -29,7 +30,8 @@ const HELP = `usage: loralab quantize --model DIR --method rtn|gptq|awq --bits B
   --overwrite          replace a non-empty --out
   --threads N          ONNX Runtime intra-op threads
   --json               print the report as JSON on stdout
-  --quiet              no progress on stderr`;
+  --quiet              no progress on stderr
+${plotHelp("quant-error (‖W−Ŵ‖/‖W‖ and the GPTQ/AWQ loss per module)")}`;
 
 export async function run(argv: string[]): Promise<number> {
   const o = parseCommandArgs(argv, {
@@ -38,12 +40,13 @@ export async function run(argv: string[]): Promise<number> {
     "static-groups": { type: "boolean" }, "no-true-sequential": { type: "boolean" }, damp: { type: "string" },
     calib: { type: "string" }, "calib-samples": { type: "string" }, "seq-len": { type: "string" }, seed: { type: "string" },
     format: { type: "string" }, out: { type: "string" }, "lm-head": { type: "boolean" }, overwrite: { type: "boolean" }, threads: { type: "string" },
-    json: { type: "boolean" }, quiet: { type: "boolean" },
+    json: { type: "boolean" }, quiet: { type: "boolean" }, plot: { type: "string" },
   }, HELP);
   if (!o) return 0;
   if (o.sym && o.asym) throw new LoralabError("--sym and --asym exclude each other");
   const rule = o.rule as string | undefined;
   if (rule !== undefined && rule !== "gptq" && rule !== "minmax") throw new LoralabError(`--rule must be gptq or minmax, got '${rule}'`);
+  await preparePlotDir(o.plot as string | undefined);
   const progress = terminalProgress(!!o.quiet);
   try {
     const report = await quantizeModel({
@@ -72,6 +75,7 @@ export async function run(argv: string[]): Promise<number> {
     progress.stop();
     if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
     else process.stdout.write(report.summary() + "\n");
+    await savePlotOption(o.plot as string | undefined, async () => (await import("../../quant/report-display.js")).quantPlots(report));
     return 0;
   } finally {
     progress.stop();

@@ -1,4 +1,4 @@
-import { LoralabError, isAbortError } from "../errors.js";
+import { isAbortError, isLoralabError } from "../errors.js";
 
 /** Each command lives in its own module under ./commands and exports `run(argv): Promise<number>`. */
 type CommandModule = { run(argv: string[]): Promise<number>; summary: string };
@@ -40,7 +40,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write("loralab: interrupted\n");
       return 130;
     }
-    if (e instanceof LoralabError) {
+    // not `instanceof`: under tsx the command's import may load a second copy of lib/errors
+    if (isLoralabError(e)) {
       process.stderr.write(`loralab ${name}: ${e.message}\n`);
       return 1;
     }

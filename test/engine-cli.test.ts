@@ -145,6 +145,13 @@ describe("engine CLI", function () {
       assert.equal(r.code, 1);
       assert.match(r.stderr, /CUDA execution provider/);
     });
+    it("an adapter for another model (CLI: stories260K's adapter on a 16-wide model)", async () => {
+      const dir = await writeModel(join(tmp.path, "other-base"), TINY);
+      const r = cli("logits", "--model", dir, "--adapter", data("stories260K-lora-shakespeare"), "--prompt", "hi");
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^loralab logits: .*another model/m);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    });
     it("an adapter for another model (library level: shapes and targets)", () => {
       const { cfg, tensors } = randomModel(TINY, 1);
       const base = new MapWeightSource(cfg, tensors);

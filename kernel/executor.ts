@@ -10,6 +10,7 @@ import { SLOT } from "./interrupt-state.js";
 import { SourceMap } from "./sourcemap.js";
 import { INTERRUPT_CHECK, transformCell } from "./transform.js";
 import { runtimeErrorContent, typeErrorContent, type CellRecord, type ErrorContent } from "./traceback.js";
+import { typescript, saveTypeScriptCodeCache } from "./ts-loader.js";
 import { NotebookTypes } from "./typecheck.js";
 
 export class CellError extends Error {
@@ -55,14 +56,25 @@ export class Executor {
     g.require = createRequire(join(notebookDir, "notebook.cjs"));
   }
 
-  /** Loads TypeScript and builds the language service (about a second); later calls return at once. */
+  /** Loads TypeScript and builds the light checker (lib files only, a fraction of a second), enough
+   * for cells that need no @types/node; later calls return at once. */
   load(): Promise<void> {
     this.loading ??= (async () => {
       this.ts = await loadTypeScript();
       this.types = new NotebookTypes(this.ts, this.notebookDir, this.kernelRoot);
-      this.types.check("");
+      this.types.warmLight();
     })();
     return this.loading;
+  }
+
+  /** Builds the full checker (with @types/node: seconds), synchronously; meant for idle time. */
+  warmFull(): void {
+    this.types?.warmFull();
+    saveTypeScriptCodeCache();
+  }
+
+  get fullyWarm(): boolean {
+    return this.types?.fullReady ?? false;
   }
 
   async typesReady(): Promise<NotebookTypes> {
@@ -128,8 +140,7 @@ export class Executor {
   }
 }
 
-/** The `typescript` module, loaded with `require`: importing its 9 MB of CommonJS as ESM makes Node
- * scan the whole file for module syntax and named exports first (about a second of CPU). */
+/** The `typescript` module (see ts-loader.ts). */
 export async function loadTypeScript(): Promise<typeof TS> {
-  return createRequire(import.meta.url)("typescript") as typeof TS;
+  return typescript();
 }

@@ -47,6 +47,11 @@ export class Kernel {
     io.on("message", (m: FromIo) => this.fromIo(m));
   }
 
+  /** No request running or queued. */
+  get idle(): boolean {
+    return !this.draining && this.queue.length === 0;
+  }
+
   register(msgType: string, handler: Handler): void {
     this.handlers.set(msgType, handler);
   }

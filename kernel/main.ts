@@ -99,8 +99,16 @@ export async function startKernel(connectionFile: string): Promise<void> {
   kernel.install();
   Object.assign(globalThis, { display, updateDisplay, clearOutput, input, widgets });
 
-  await new Promise<void>((resolve) => io.once("message", () => resolve()));
-  // Warm up TypeScript once the sockets are up (the I/O thread answers kernel_info on its own, so
-  // startup stays fast); execute requests queue behind the warm-up.
-  setImmediate(() => void kernel.executor.load());
+  // Warm up TypeScript at once, while the I/O thread binds its sockets (it answers kernel_info on its
+  // own, so startup stays fast): the light checker first (execute requests queue behind it), then the
+  // full one with @types/node in idle time, so it rarely holds up a request.
+  const ready = new Promise<void>((resolve) => io.once("message", () => resolve()));
+  await kernel.executor.load().catch(() => undefined); // a failure surfaces in the first execute
+  await ready;
+  const warmFull = () => {
+    if (kernel.executor.fullyWarm) return;
+    if (kernel.idle) kernel.executor.warmFull();
+    else setTimeout(warmFull, 50);
+  };
+  setTimeout(warmFull, 50);
 }

@@ -6,7 +6,7 @@
  * and one import per imported binding. Names the current cell declares are left out of the prelude,
  * so re-running `const x = ...` is not a redeclaration. Positions are offsets into the cell. */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, sep } from "node:path";
 import type * as TS from "typescript";
 import { declaredNames } from "./transform.js";
 
@@ -18,19 +18,30 @@ export interface CellDiagnostic {
   length: number;
 }
 
+/** Console methods as @types/node declares them, for the light service (a subset of the real type). */
+const LIGHT_CONSOLE = ["log", "error", "warn", "info", "debug"].map((m) => `  ${m}(message?: any, ...optionalParams: any[]): void;`);
+
 export class NotebookTypes {
   private readonly cellFile: string;
   private readonly globalsFile: string;
+  private readonly lightGlobalsFile: string;
   private readonly files = new Map<string, { text: string; version: number }>();
   private readonly diskSnapshots = new Map<string, TS.IScriptSnapshot | undefined>();
   private readonly prelude = new Map<string, string>();
-  private readonly service: TS.LanguageService;
   private readonly options: TS.CompilerOptions;
-  private last?: { code: string; preludeLength: number };
+  private readonly kernelDts: string;
+  private full?: TS.LanguageService;
+  /** Until the full service exists: lib + the kernel's globals, no @types (a fifth of the text). */
+  private light?: TS.LanguageService;
+  /** Declaration files the light service found free of errors (each checked once). */
+  private readonly lightVerified = new Set<string>();
+  private last?: { code: string; preludeLength: number; service: TS.LanguageService };
 
-  constructor(private readonly ts: typeof TS, notebookDir: string, kernelPackageRoot: string) {
+  constructor(private readonly ts: typeof TS, private readonly notebookDir: string, kernelPackageRoot: string) {
     this.cellFile = join(notebookDir, "__loralab_cell__.mts");
     this.globalsFile = join(notebookDir, "__loralab_globals__.d.ts");
+    this.lightGlobalsFile = join(notebookDir, "__loralab_globals_light__.d.ts");
+    this.kernelDts = join(kernelPackageRoot, "dist/kernel") + sep;
     const typeRoots = [join(notebookDir, "node_modules/@types"), join(kernelPackageRoot, "node_modules/@types")].filter((d) => existsSync(d));
     const hasNodeTypes = typeRoots.some((d) => existsSync(join(d, "node")));
     const paths: Record<string, string[]> = {};
@@ -57,24 +68,47 @@ export class NotebookTypes {
       noEmit: true,
     };
     const displayApi = join(kernelPackageRoot, "dist/kernel/display-api.js");
+    const kernelGlobals = [
+      `type __LoralabKernel = typeof import(${JSON.stringify(displayApi)});`,
+      "declare var display: __LoralabKernel['display'];",
+      "declare var updateDisplay: __LoralabKernel['updateDisplay'];",
+      "declare var clearOutput: __LoralabKernel['clearOutput'];",
+      "declare var input: __LoralabKernel['input'];",
+      "declare var widgets: __LoralabKernel['widgets'];",
+    ];
     this.setFile(
       this.globalsFile,
       [
-        `type __LoralabKernel = typeof import(${JSON.stringify(displayApi)});`,
-        "declare var display: __LoralabKernel['display'];",
-        "declare var updateDisplay: __LoralabKernel['updateDisplay'];",
-        "declare var clearOutput: __LoralabKernel['clearOutput'];",
-        "declare var input: __LoralabKernel['input'];",
-        "declare var widgets: __LoralabKernel['widgets'];",
+        ...kernelGlobals,
         "/** Aborted when the running cell is interrupted; pass it to long operations. */",
         "declare var abortSignal: AbortSignal;",
         // @types/node declares `require`; without it, a loose one (cells get a real require).
         ...(hasNodeTypes ? [] : ["declare var require: (id: string) => any;"]),
       ].join("\n"),
     );
+    // The light service accepts a cell only when every name resolves without error, and what it declares
+    // is a subset of the full declarations: an opaque AbortSignal (display-api.d.ts names it) and the
+    // common console methods. Anything else (Buffer, setTimeout, node: imports) falls back to the full one.
+    this.setFile(
+      this.lightGlobalsFile,
+      [
+        ...kernelGlobals,
+        "declare const __loralabOpaque: unique symbol;",
+        "interface AbortSignal { readonly [__loralabOpaque]: never }",
+        "interface Console {",
+        ...LIGHT_CONSOLE,
+        "}",
+        "declare var console: Console;",
+      ].join("\n"),
+    );
+  }
+
+  private createService(options: TS.CompilerOptions, globalsFile: string, jsDocParsingMode: TS.JSDocParsingMode): TS.LanguageService {
+    const ts = this.ts;
     const host: TS.LanguageServiceHost = {
-      getCompilationSettings: () => this.options,
-      getScriptFileNames: () => [this.globalsFile, this.cellFile],
+      jsDocParsingMode,
+      getCompilationSettings: () => options,
+      getScriptFileNames: () => [globalsFile, this.cellFile],
       getScriptVersion: (f) => String(this.files.get(f)?.version ?? 0),
       getScriptSnapshot: (f) => {
         const mem = this.files.get(f);
@@ -85,7 +119,7 @@ export class NotebookTypes {
         }
         return this.diskSnapshots.get(f);
       },
-      getCurrentDirectory: () => notebookDir,
+      getCurrentDirectory: () => this.notebookDir,
       getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
       fileExists: (f) => this.files.has(f) || ts.sys.fileExists(f),
       readFile: (f) => this.files.get(f)?.text ?? ts.sys.readFile(f),
@@ -95,7 +129,35 @@ export class NotebookTypes {
       realpath: ts.sys.realpath,
       useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
     };
-    this.service = ts.createLanguageService(host, ts.createDocumentRegistry());
+    return ts.createLanguageService(host, ts.createDocumentRegistry(ts.sys.useCaseSensitiveFileNames, this.notebookDir, jsDocParsingMode));
+  }
+
+  /** Builds the light service (TypeScript's lib files and the kernel's globals only). */
+  warmLight(): void {
+    if (this.full || this.light) return;
+    // Without JSDoc (a sixth of the parse; it only feeds hover text, which the full service gives).
+    const options = { ...this.options, lib: ["lib.es2023.d.ts"], types: [], typeRoots: [], skipLibCheck: false };
+    this.light = this.createService(options, this.lightGlobalsFile, this.ts.JSDocParsingMode.ParseNone);
+    this.check("");
+  }
+
+  /** Builds the full service (parsing @types/node is most of it: seconds on a busy machine). */
+  warmFull(): void {
+    this.service();
+  }
+
+  get fullReady(): boolean {
+    return this.full !== undefined;
+  }
+
+  private service(): TS.LanguageService {
+    if (!this.full) {
+      this.full = this.createService(this.options, this.globalsFile, this.ts.JSDocParsingMode.ParseAll);
+      this.full.getSemanticDiagnostics(this.globalsFile);
+      this.light?.dispose();
+      this.light = undefined;
+    }
+    return this.full;
   }
 
   private setFile(name: string, text: string): void {
@@ -105,21 +167,23 @@ export class NotebookTypes {
   }
 
   /** Puts `code` after the prelude of the names it does not redeclare; returns the cell's offset. */
-  private load(code: string): number {
+  private load(code: string, service: TS.LanguageService): number {
     const sf = this.ts.createSourceFile("cell.mts", code, this.ts.ScriptTarget.ES2022, false);
     const shadowed = declaredNames(this.ts, sf);
     const lines = [...this.prelude].filter(([name]) => !shadowed.has(name)).map(([, text]) => text);
     const preludeText = lines.join("\n") + "\n";
     this.setFile(this.cellFile, preludeText + code + "\nexport {};\n");
-    this.last = { code, preludeLength: preludeText.length };
+    this.last = { code, preludeLength: preludeText.length, service };
     return preludeText.length;
   }
 
   /** Syntax and type errors inside the cell (errors from carried-over declarations are not the cell's). */
   check(code: string): CellDiagnostic[] {
-    const offset = this.load(code);
-    const syntactic = this.service.getSyntacticDiagnostics(this.cellFile);
-    const all = syntactic.length ? syntactic : this.service.getSemanticDiagnostics(this.cellFile);
+    if (this.light && this.lightCheck(code)) return [];
+    const service = this.service();
+    const offset = this.load(code, service);
+    const syntactic = service.getSyntacticDiagnostics(this.cellFile);
+    const all = syntactic.length ? syntactic : service.getSemanticDiagnostics(this.cellFile);
     const out: CellDiagnostic[] = [];
     for (const d of all) {
       if (d.category !== this.ts.DiagnosticCategory.Error || d.start === undefined) continue;
@@ -130,11 +194,32 @@ export class NotebookTypes {
     return out;
   }
 
+  /** True when the light service finds no error at all in the cell and its prelude, and the program
+   * holds nothing but lib files, the kernel's declarations and the cell (all error-free). Any error
+   * means "ask the full service", which also gives the error the user sees. */
+  private lightCheck(code: string): boolean {
+    const light = this.light!;
+    this.load(code, light);
+    const program = light.getProgram();
+    if (!program) return false;
+    const errors = (ds: readonly TS.Diagnostic[]) => ds.some((d) => d.category === this.ts.DiagnosticCategory.Error);
+    if (errors(light.getSyntacticDiagnostics(this.cellFile)) || errors(light.getSemanticDiagnostics(this.cellFile))) return false;
+    const own = program.getSourceFiles().filter((f) => !program.isSourceFileDefaultLibrary(f) && f.fileName !== this.cellFile);
+    if (own.some((f) => f.fileName !== this.lightGlobalsFile && !f.fileName.startsWith(this.kernelDts))) return false;
+    for (const { fileName } of own) {
+      if (this.lightVerified.has(fileName)) continue;
+      if (errors(light.getSyntacticDiagnostics(fileName)) || errors(light.getSemanticDiagnostics(fileName))) return false;
+      this.lightVerified.add(fileName);
+    }
+    return true;
+  }
+
   /** Records the top-level declarations of a cell that ran, for the cells after it. */
   commit(code: string): void {
     const ts = this.ts;
-    const offset = this.last?.code === code ? this.last.preludeLength : this.load(code);
-    const program = this.service.getProgram();
+    const last = this.last?.code === code ? this.last : undefined;
+    const offset = last ? last.preludeLength : this.load(code, this.service());
+    const program = (last?.service ?? this.service()).getProgram();
     const sf = program?.getSourceFile(this.cellFile);
     if (!program || !sf) return;
     const checker = program.getTypeChecker();
@@ -142,7 +227,7 @@ export class NotebookTypes {
     const decls = new Map<string, string>();
     const add = (name: string, text: string) => decls.set(name, decls.has(name) ? `${decls.get(name)}\n${text}` : text);
     const typeText = (node: TS.Node) => {
-      const text = checker.typeToString(checker.getTypeAtLocation(node), undefined, flags);
+      const text = importableTypeText(checker.typeToString(checker.getTypeAtLocation(node), sf, flags));
       return /\(Anonymous|\.\.\.|__type/.test(text) ? "any" : text;
     };
     const sourceText = (node: TS.Node) => node.getText(sf).replace(/^(export\s+)?(default\s+)?/, "");
@@ -159,7 +244,7 @@ export class NotebookTypes {
         const name = s.name.text;
         if (decls.has(name)) continue;
         const sigs = checker.getTypeAtLocation(s.name).getCallSignatures();
-        decls.set(name, sigs.map((sig) => `declare function ${name}${checker.signatureToString(sig, undefined, flags)};`).join("\n"));
+        decls.set(name, sigs.map((sig) => `declare function ${name}${importableTypeText(checker.signatureToString(sig, sf, flags))};`).join("\n"));
       } else if ((ts.isClassDeclaration(s) || ts.isInterfaceDeclaration(s) || ts.isTypeAliasDeclaration(s) || ts.isEnumDeclaration(s) || ts.isModuleDeclaration(s)) && s.name && ts.isIdentifier(s.name)) {
         add(s.name.text, sourceText(s));
       } else if (ts.isImportEqualsDeclaration(s)) {
@@ -186,13 +271,14 @@ export class NotebookTypes {
 
   /** Completions at a UTF-16 offset in the cell. */
   completions(code: string, pos: number): { matches: string[]; start: number; end: number } {
-    const offset = this.load(code);
+    const service = this.service();
+    const offset = this.load(code, service);
     let start = pos;
     while (start > 0 && /[\w$]/.test(code[start - 1])) start--;
     let end = pos;
     while (end < code.length && /[\w$]/.test(code[end])) end++;
     const prefix = code.slice(start, pos);
-    const info = this.service.getCompletionsAtPosition(this.cellFile, offset + pos, { includeCompletionsWithInsertText: false });
+    const info = service.getCompletionsAtPosition(this.cellFile, offset + pos, { includeCompletionsWithInsertText: false });
     const entries = (info?.entries ?? []).filter((e) => e.name.startsWith(prefix) && !e.name.startsWith("__loralab"));
     entries.sort((a, b) => (a.sortText === b.sortText ? (a.name < b.name ? -1 : 1) : a.sortText < b.sortText ? -1 : 1));
     return { matches: [...new Set(entries.map((e) => e.name))], start, end };
@@ -200,8 +286,9 @@ export class NotebookTypes {
 
   /** Hover text for the identifier at (or just before) a UTF-16 offset. */
   inspect(code: string, pos: number, detail = 0): string | undefined {
-    const offset = this.load(code);
-    const at = (p: number) => this.service.getQuickInfoAtPosition(this.cellFile, offset + p);
+    const service = this.service();
+    const offset = this.load(code, service);
+    const at = (p: number) => service.getQuickInfoAtPosition(this.cellFile, offset + p);
     const info = at(pos) ?? (pos > 0 ? at(pos - 1) : undefined);
     if (!info) return undefined;
     const ts = this.ts;
@@ -212,6 +299,19 @@ export class NotebookTypes {
     if (tags.length && detail > 0) parts.push("", ...tags.map((t) => `@${t.name} ${ts.displayPartsToString(t.text)}`));
     return parts.join("\n");
   }
+}
+
+/** The checker prints types from other files as `import("/abs/path/mod").T`, without the extension
+ * that NodeNext resolution needs, so in the next cell's prelude they would not resolve (and silently
+ * become `any`): give each path the extension of the declaration file that exists. */
+export function importableTypeText(text: string): string {
+  return text.replace(/import\("(\/[^"]*?)"(, \{ with: \{ "resolution-mode": "(?:import|require)" \} \})?\)/g, (whole, path: string, mode = "") => {
+    if (/\.(m|c)?js$/.test(path)) return whole;
+    for (const [dts, js] of [[".d.ts", ".js"], [".d.mts", ".mjs"], [".d.cts", ".cjs"], ["/index.d.ts", "/index.js"]]) {
+      if (existsSync(path + dts)) return `import(${JSON.stringify(path + js)}${mode})`;
+    }
+    return whole;
+  });
 }
 
 /** The kernel package root: the directory with loralab's package.json. */

@@ -112,6 +112,27 @@ describe("kernel units", function () {
       assert.deepEqual(t.completions("cfg.gro", 7).matches, ["groupSize"]);
       assert.match(t.inspect("cfg", 1) ?? "", /groupSize: number/);
     });
+    it("answers cells that need only lib and kernel names without @types/node, and defers the rest", () => {
+      const t = new NotebookTypes(ts, REPO_ROOT, REPO_ROOT);
+      t.warmLight();
+      for (const cell of ["const n = 1 + 1;", "console.log(n)", "const w = widgets.IntSlider({ value: 3 });", "display(w)"]) {
+        assert.deepEqual(t.check(cell), [], cell);
+        t.commit(cell);
+      }
+      assert.equal(t.fullReady, false);
+      // An error is always the full checker's; the widget's type survived the prelude (not `any`).
+      const errs = t.check('w.value = "x"');
+      assert.deepEqual(errs.map((e) => e.code), [2322]);
+      assert.equal(t.fullReady, true);
+      assert.deepEqual(t.check("Buffer.from('x').length + n + w.value"), []);
+      // Node names, imports and the kernel's abortSignal are not in the light checker: the full one answers.
+      for (const cell of ["setTimeout(() => {}, 1)", 'import { join } from "node:path"; join("a")', "abortSignal.aborted"]) {
+        const fresh = new NotebookTypes(ts, REPO_ROOT, REPO_ROOT);
+        fresh.warmLight();
+        assert.deepEqual(fresh.check(cell), [], cell);
+        assert.equal(fresh.fullReady, true, cell);
+      }
+    });
   });
 
   describe("introspection helpers", () => {

@@ -26,10 +26,12 @@ export { tensorStats, histogram, type TensorStats, type Histogram } from "./tens
 export { loadAdapter } from "./lora/adapter.js";
 export type { Adapter, LoraModule } from "./lora/types.js";
 export { merge, MergeReport, type MergeOptions, type ModuleReport as MergeModuleReport } from "./lora/merge.js";
+export { mergePlots } from "./lora/merge-display.js";
 
 // quantization
 export { quantizeModel, type QuantizeOptions, type QuantizedModel } from "./quant/pipeline.js";
 export { QuantReport, type QuantReportData, type SkippedModule, type ModuleReport as QuantModuleReport } from "./quant/report.js";
+export { quantPlots } from "./quant/report-display.js";
 export { FORMATS, METHODS, parseFormat, parseMethod, checkCombination, type Format, type Method } from "./quant/formats.js";
 export {
   SUPPORTED_BITS, quantizeRtn, dequantize, relativeError, groupParams, nGroups, effectiveGroupSize, checkSpec,
@@ -55,23 +57,29 @@ export { perplexity, type PerplexityOptions, type PerplexityResult } from "./ben
 export { benchmark, benchLoaded, formatBench, type BenchOptions, type BenchResult } from "./bench/benchmark.js";
 export { compare, compareTables, type CompareOptions, type CompareRow, type CompareResult } from "./bench/compare.js";
 export { percentile, summarize, type Summary } from "./bench/stats.js";
+// the plots a result displays, e.g. for writeReport
+export { benchPlots, comparePlots, perplexityPlots } from "./bench/display.js";
 
 // plots and reports (escapeHtml, formatBytes and JUPYTER_DISPLAY are the plot module's)
 export {
   Plot, renderAll, savePlots, JUPYTER_DISPLAY, VEGALITE_MIME, VEGALITE_SCHEMA_URL, renderSvg, svgToPng,
   weightHistogram, loraDeltaHistogram, quantErrorHistogram, mergeDeltaBars, quantErrorBars,
-  ttftBars, decodeThroughputBars, memoryBars, perTokenLatencyChart, latencyDashboard, perplexityBars,
+  ttftBars, decodeThroughputBars, memoryBars, perTokenLatencyChart, latencyDashboard, perplexityBars, windowPerplexityChart,
   groupSizeSweepChart, paretoFront, GROUP_SIZE_PARAM, htmlTable, trustedHtml, escapeHtml, HtmlFragment,
-  reportHtml, writeReport, composeHtml, formatNumber, formatBytes, textTable,
+  reportHtml, writeReport, composeHtml, formatNumber, formatBytes, textTable, concatPlots, resultBundle,
   type MimeBundle, type PlotFormat, type SaveOptions, type ValueSeries, type HistogramOptions, type MergeDeltaRow,
   type QuantErrorRow, type ModuleChartOptions, type ConfigMeasures, type PerplexityRow, type PerplexityBarsOptions,
   type SweepPoint, type SweepChartOptions, type TableColumn, type TableOptions, type ReportContent, type ReportSection,
-  type ReportOptions, type WriteReportOptions,
+  type ReportOptions, type WriteReportOptions, type PerplexityWindow, type ResultBundle, type ResultDisplay,
 } from "./plot/index.js";
 
-// notebook workflow
+// the seed pipeline (merge → quantize → compare → report) and the notebook workflow
+export { runPipeline, type PipelineOptions, type PipelineResult } from "./workflow/pipeline.js";
 export { sweep, SweepResult, type SweepOptions, type SkippedGroupSize } from "./workflow/sweep.js";
 export { notebookInputs, type NotebookInputs } from "./workflow/inputs.js";
 
 // seeded fixtures
-export { generateLlamaModel, generateGpt2Model, generateLoraAdapter, type LlamaFixtureOptions, type Gpt2FixtureOptions, type LoraFixtureOptions, type FixtureDType } from "./fixtures/index.js";
+export {
+  generateLlamaModel, generateGpt2Model, generateLoraAdapter, charTokenizer, writeCharTokenizer, seededText,
+  type LlamaFixtureOptions, type Gpt2FixtureOptions, type LoraFixtureOptions, type FixtureDType,
+} from "./fixtures/index.js";

@@ -52,7 +52,7 @@ describe("public API (import from \"loralab\")", function () {
       "quantizeModel", "quantizeRtn", "dequantize", "gptqQuantize", "QuantReport", "writeArtifact", "loadModel", "generate",
       "TextTokenizer", "createSession", "parseDevice", "perplexity", "benchmark", "compare", "Plot", "weightHistogram",
       "mergeDeltaBars", "latencyDashboard", "perplexityBars", "groupSizeSweepChart", "writeReport", "sweep", "notebookInputs",
-      "generateLlamaModel", "generateLoraAdapter", "LoralabError",
+      "generateLlamaModel", "generateLoraAdapter", "LoralabError", "runPipeline", "mergePlots", "quantPlots", "comparePlots",
     ];
     const a = api as unknown as Record<string, unknown>;
     assert.deepEqual(expected.filter((n) => typeof a[n] !== "function"), []);

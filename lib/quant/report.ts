@@ -1,5 +1,6 @@
 /** The result of `quantizeModel`: per-module numbers, skipped modules, sizes and timings; JSON for the
  * CLI, and a table with the error plots for Jupyter (`Symbol.for("Jupyter.display")`). */
+import { isAbsolute, relative } from "node:path";
 import { lazyDisplay, type ResultBundle } from "../plot/display-cache.js";
 
 export interface ModuleReport {
@@ -68,7 +69,7 @@ export class QuantReport implements QuantReportData {
   summary(): string {
     const mean = this.modules.length ? this.modules.reduce((a, m) => a + m.relError, 0) / this.modules.length : 0;
     const lines = [
-      `${this.method} ${this.bits}-bit g${this.groupSize}${this.sym ? " sym" : " asym"} → ${this.format}: ${this.out}`,
+      `${this.method} ${this.bits}-bit g${this.groupSize}${this.sym ? " sym" : " asym"} → ${this.format}: ${shownPath(this.out)}`,
       `${this.modules.length} modules quantized (mean ‖W−Ŵ‖/‖W‖ ${mean.toExponential(3)}), ${this.skipped.length} kept in full precision`,
       `${fmtBytes(this.bytesBefore)} → ${fmtBytes(this.bytesAfter)} in ${this.seconds.toFixed(2)} s`,
     ];
@@ -99,4 +100,11 @@ export function fmtBytes(n: number): string {
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)} MB`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
   return `${n} B`;
+}
+
+/** The output folder as shown to people: relative to the working directory when inside it (notebooks keep
+ * machine paths out of their committed outputs), absolute otherwise. The JSON keeps the absolute path. */
+function shownPath(out: string): string {
+  const rel = relative(process.cwd(), out);
+  return rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : out;
 }

@@ -17,7 +17,15 @@ export interface DisplayOptions {
   metadata?: Record<string, unknown>;
 }
 
-function show(bundle: MimeBundle, options: DisplayOptions = {}, update = false): void {
+function show(bundle: MimeBundle | Promise<MimeBundle>, options: DisplayOptions = {}, update = false): void {
+  if (bundle instanceof Promise) {
+    // Rendered asynchronously: shown when ready; the kernel holds the cell's reply until then.
+    const shown = bundle.then((b) => show(b, options, update)).catch((e: unknown) => {
+      process.stderr.write(`display: ${e instanceof Error ? e.message : String(e)}\n`);
+    });
+    kernelHost()?.track?.(shown);
+    return;
+  }
   const host = kernelHost();
   if (host) return host.display(bundle, { displayId: options.displayId, metadata: options.metadata, update });
   const text = bundle["text/plain"];
@@ -27,6 +35,8 @@ function show(bundle: MimeBundle, options: DisplayOptions = {}, update = false):
 const pngBase64 = (data: Uint8Array | string) => (typeof data === "string" ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"));
 
 export interface Display {
+  /** Shows a value: its `[Symbol.for("Jupyter.display")]()` bundle (awaited when that returns a
+   * Promise; the cell's reply waits for it), else its text. */
   (value: unknown, options?: DisplayOptions): void;
   html(html: string, options?: DisplayOptions): void;
   markdown(markdown: string, options?: DisplayOptions): void;

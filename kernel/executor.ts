@@ -122,19 +122,25 @@ export class Executor {
     } catch (e) {
       throw this.toCellError((e as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED" ? new InterruptedError("breakOnSigint") : e);
     }
-    // An interrupt rejects the cell even while it awaits something that never settles.
+    return this.settle(running, options.signal);
+  }
+
+  /** Awaits a value the cell produced (its completion, an async display bundle); an interrupt rejects
+   * even while it never settles. Errors come back as CellError. */
+  async settle<T>(value: T | Promise<T>, signal: AbortSignal): Promise<T> {
+    if (!(value instanceof Promise)) return value;
     const interrupted = new Promise<never>((_, reject) => {
-      if (options.signal.aborted) reject(new InterruptedError("aborted before start"));
-      options.signal.addEventListener("abort", () => reject(new InterruptedError("abort signal")), { once: true });
+      if (signal.aborted) reject(new InterruptedError("aborted before start"));
+      signal.addEventListener("abort", () => reject(new InterruptedError("abort signal")), { once: true });
     });
     try {
-      return await Promise.race([running, interrupted]);
+      return await Promise.race([value, interrupted]);
     } catch (e) {
       throw this.toCellError(e);
     }
   }
 
-  private toCellError(e: unknown): CellError {
+  toCellError(e: unknown): CellError {
     if (e instanceof InterruptedError) return new CellError({ ename: "Interrupted", evalue: "the cell was interrupted", traceback: ["\x1b[31m\x1b[1mInterrupted\x1b[0m: the cell was interrupted (kernel state is kept)"] });
     return new CellError(runtimeErrorContent(e, this.cells));
   }

@@ -18,6 +18,9 @@ export interface KernelHost {
   openComm(targetName: string, data: Record<string, unknown>, metadata?: Record<string, unknown>, buffers?: Uint8Array[]): CommHandle;
   /** The id of the request being handled (the Output widget routes output by it). */
   currentMessageId(): string | undefined;
+  /** An output still being rendered (an async display bundle): the request it belongs to waits for it
+   * before its reply. Optional: a host from an older copy of loralab may lack it. */
+  track?(pending: Promise<unknown>): void;
 }
 
 const HOST = Symbol.for("loralab.kernel.host");

@@ -34,6 +34,8 @@ export class Kernel {
   private currentStartGeneration = 0;
   private handledGeneration = 0;
   private readonly inputWaiters = new Map<string, { resolve: (v: string) => void; reject: (e: Error) => void }>();
+  /** Outputs still rendering (async display bundles), per request. */
+  private readonly pendingOutputs = new Map<RequestContext, Set<Promise<unknown>>>();
 
   constructor(
     private readonly io: Worker,
@@ -117,6 +119,33 @@ export class Kernel {
     });
   }
 
+  private track(pending: Promise<unknown>): void {
+    const ctx = currentRequest();
+    if (!ctx) return;
+    let set = this.pendingOutputs.get(ctx);
+    if (!set) this.pendingOutputs.set(ctx, (set = new Set()));
+    const done = pending.then(
+      () => undefined,
+      () => undefined,
+    ).then(() => {
+      set.delete(done);
+      if (!set.size && this.pendingOutputs.get(ctx) === set) this.pendingOutputs.delete(ctx);
+    });
+    set.add(done);
+  }
+
+  /** Waits until the outputs a request is still rendering are published (including ones they start),
+   * or until the request is interrupted. */
+  async settleOutputs(ctx: RequestContext): Promise<void> {
+    const aborted = new Promise<void>((resolve) => {
+      if (ctx.abort.signal.aborted) resolve();
+      ctx.abort.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    for (let set = this.pendingOutputs.get(ctx); set?.size && !ctx.abort.signal.aborted; set = this.pendingOutputs.get(ctx)) {
+      await Promise.race([Promise.all([...set]), aborted]);
+    }
+  }
+
   host(): KernelHost {
     return {
       display: (data, o) => {
@@ -129,6 +158,7 @@ export class Kernel {
       abortSignal: () => currentRequest()?.abort.signal,
       openComm: (target, data, metadata, buffers) => this.comms.open(target, data, metadata, buffers),
       currentMessageId: () => currentRequest()?.msg.header.msg_id,
+      track: (pending) => this.track(pending),
     };
   }
 
@@ -198,6 +228,7 @@ export class Kernel {
       const handler = this.handlers.get(type);
       if (!handler) return;
       const content = await requests.run(ctx, () => handler(this, ctx));
+      await this.settleOutputs(ctx);
       if (content) this.reply("shell", msg, type.replace(/_request$/, "_reply"), content, { status: content.status });
     } catch (e) {
       const err = e as Error;

@@ -220,6 +220,8 @@ export class Button extends DOMWidget {
 
 /** Output widget: holds a list of outputs; `capture` routes a function's output into it. */
 export class Output extends DOMWidget {
+  /** Counts clear() calls, so a late async appendDisplay does not land after a newer clear. */
+  private cleared = 0;
   constructor() {
     super("OutputModel", "OutputView", null, { msg_id: "", outputs: [] }, OUTPUT);
   }
@@ -227,6 +229,7 @@ export class Output extends DOMWidget {
     return this.state.outputs as unknown[];
   }
   clear(): void {
+    this.cleared++;
     this.set({ outputs: [] });
   }
   appendStdout(text: string): void {
@@ -235,9 +238,15 @@ export class Output extends DOMWidget {
   appendStderr(text: string): void {
     this.set({ outputs: [...this.outputs, { output_type: "stream", name: "stderr", text }] });
   }
-  /** Appends a value as display() would show it (its Jupyter.display bundle, else text). */
+  /** Appends a value as display() would show it (its Jupyter.display bundle, else text). An async
+   * bundle is appended when ready, unless the widget was cleared meanwhile (a newer value replaced it). */
   appendDisplay(value: unknown): void {
-    this.appendMime(mimeBundle(value));
+    const bundle = mimeBundle(value);
+    if (!(bundle instanceof Promise)) return this.appendMime(bundle);
+    const cleared = this.cleared;
+    kernelHost()?.track?.(bundle.then((b) => {
+      if (this.cleared === cleared) this.appendMime(b);
+    }));
   }
   /** Appends a ready MIME bundle, e.g. `{ "image/svg+xml": svg }`. */
   appendMime(bundle: MimeBundle): void {

@@ -169,8 +169,33 @@ describe("kernel units", function () {
       assert.deepEqual(mimeBundle(42), { "text/plain": "42" });
       const rich = { [DISPLAY]: () => ({ "text/html": "<b>x</b>" }) };
       const b = mimeBundle(rich);
+      assert.ok(!(b instanceof Promise));
       assert.equal(b["text/html"], "<b>x</b>");
       assert.equal(typeof b["text/plain"], "string");
+    });
+    it("awaits a Promise bundle; a throwing or rejecting display method falls back to text/plain", async () => {
+      const later = { tag: "later", [DISPLAY]: async () => ({ "image/svg+xml": "<svg/>" }) };
+      const pending = mimeBundle(later);
+      assert.ok(pending instanceof Promise);
+      const bundle = await pending;
+      assert.deepEqual(Object.keys(bundle), ["image/svg+xml", "text/plain"]);
+      assert.equal(bundle["image/svg+xml"], "<svg/>");
+      assert.match(String(bundle["text/plain"]), /tag: 'later'/);
+      const original = process.stderr.write;
+      let stderr = "";
+      process.stderr.write = ((chunk: string) => ((stderr += chunk), true)) as typeof process.stderr.write;
+      try {
+        const throws = { id: 1, [DISPLAY]: () => { throw new Error("no renderer"); } };
+        const fallback = mimeBundle(throws);
+        assert.ok(!(fallback instanceof Promise));
+        assert.deepEqual(Object.keys(fallback), ["text/plain"]);
+        assert.match(String(fallback["text/plain"]), /id: 1/);
+        const rejects = { id: 2, [DISPLAY]: () => Promise.reject(new Error("svg failed")) };
+        assert.deepEqual(Object.keys(await mimeBundle(rejects)), ["text/plain"]);
+      } finally {
+        process.stderr.write = original;
+      }
+      assert.match(stderr, /no renderer; showing text\/plain\n.*svg failed; showing text\/plain\n/s);
     });
     it("falls back to printing text/plain", () => {
       const original = process.stdout.write;

@@ -1,6 +1,6 @@
 /** execute_request: execute_input, the cell's outputs, execute_result, error, and the reply. */
 import { mimeBundle } from "../display-api.js";
-import { CellError } from "../executor.js";
+import { CellError, InterruptedError } from "../executor.js";
 import type { Handler, Kernel } from "../kernelbase.js";
 import { runtimeErrorContent } from "../traceback.js";
 
@@ -35,8 +35,11 @@ export const executeRequest: Handler = async (kernel, ctx) => {
 
   try {
     const result = await kernel.executor.execute(c.code, { label: `In[${count}]`, signal: ctx.abort.signal });
+    // Outputs the cell is still rendering (async display bundles) come before its result and reply.
+    await kernel.settleOutputs(ctx);
+    if (ctx.abort.signal.aborted) throw kernel.executor.toCellError(new InterruptedError("while displaying"));
     if (result && result[0] !== undefined && !silent) {
-      const data = mimeBundle(result[0]);
+      const data = await kernel.executor.settle(mimeBundle(result[0]), ctx.abort.signal);
       kernel.publish("execute_result", { execution_count: count, data, metadata: {} });
       if (store && typeof data["text/plain"] === "string") kernel.history.setOutput(count, data["text/plain"]);
     }
@@ -54,7 +57,7 @@ async function userExpressions(kernel: Kernel, exprs: Record<string, string>, si
   for (const [name, expr] of Object.entries(exprs)) {
     try {
       const r = await kernel.executor.execute(expr, { label: `user_expressions[${name}]`, signal, typecheck: false });
-      out[name] = { status: "ok", data: mimeBundle(r?.[0]), metadata: {} };
+      out[name] = { status: "ok", data: await kernel.executor.settle(mimeBundle(r?.[0]), signal), metadata: {} };
     } catch (e) {
       out[name] = { status: "error", ...(e instanceof CellError ? e.content : runtimeErrorContent(e, new Map())) };
     }

@@ -171,6 +171,37 @@ class ProtocolTests(unittest.TestCase):
         upd = [m for m in outs if m["msg_type"] == "update_display_data"][0]
         self.assertEqual(upd["content"]["data"]["text/plain"], "v2")
 
+    def test_async_display_bundles(self):
+        # A display method returning a Promise (plots render SVG asynchronously) is awaited, both for
+        # display() and for the cell's value, and both outputs come before the reply and idle.
+        code = (
+            'class Later { constructor(readonly label: string, readonly ms: number) {}\n'
+            '  async [Symbol.for("Jupyter.display")]() { await new Promise((r) => setTimeout(r, this.ms));'
+            ' return { "image/svg+xml": `<svg><text>${this.label}</text></svg>` }; } }\n'
+            'display(new Later("shown", 150));\n'
+            'console.log("after display");\n'
+            'new Later("result", 50)'
+        )
+        reply, outs = run(self.kc, code)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        rich = [(m["msg_type"], m["content"]["data"].get("image/svg+xml")) for m in outs if m["msg_type"] in ("display_data", "execute_result")]
+        self.assertEqual(rich, [("display_data", "<svg><text>shown</text></svg>"), ("execute_result", "<svg><text>result</text></svg>")])
+        self.assertEqual(stdout_text(outs), "after display\n")
+        # A display method that throws or rejects shows the object as text; the cell does not fail.
+        code = (
+            'display({ n: 7, [Symbol.for("Jupyter.display")]() { throw new Error("no renderer"); } });\n'
+            '({ n: 8, async [Symbol.for("Jupyter.display")]() { throw new Error("svg failed"); } })'
+        )
+        reply, outs = run(self.kc, code)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        plain = [(m["msg_type"], sorted(m["content"]["data"])) for m in outs if m["msg_type"] in ("display_data", "execute_result")]
+        self.assertEqual(plain, [("display_data", ["text/plain"]), ("execute_result", ["text/plain"])])
+        self.assertIn("n: 7", [m for m in outs if m["msg_type"] == "display_data"][0]["content"]["data"]["text/plain"])
+        self.assertIn("n: 8", result_text(outs))
+        err = stdout_text(outs, "stderr")
+        self.assertIn("no renderer", err)
+        self.assertIn("svg failed", err)
+
     def test_stdin_input_request(self):
         msg_id = self.kc.execute('const answer = await input("Name? "); `hello ${answer}`', allow_stdin=True)
         try:

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { installedKernel, KERNEL_TESTS, pythonHas, runPython, type KernelEnv } from "./kernel/harness.js";
-import { data } from "./helpers/paths.js";
+import { tmpdir } from "node:os";
+import { data, SHARED_DATA } from "./helpers/paths.js";
 
 /**
  * Executes every workflow notebook headless (nbclient + the loralab kernel) on the real data: stories260K,
@@ -11,7 +12,7 @@ import { data } from "./helpers/paths.js";
  * committed outputs).
  */
 type Output = { output_type: string; data?: Record<string, unknown>; ename?: string; evalue?: string; traceback?: string[] };
-type Cell = { cell_type: string; outputs?: Output[] };
+type Cell = { cell_type: string; source: string | string[]; outputs?: Output[] };
 const NOTEBOOKS = ["01-merge", "02-quantize", "03-benchmark"];
 const REPO = join(KERNEL_TESTS, "../..");
 
@@ -57,6 +58,17 @@ describe("workflow notebooks executed by nbclient on stories260K", function () {
   const plots = (name: string) => mimes(name).filter((m) => m.has("application/vnd.vegalite.v5+json") && m.has("image/svg+xml")).length;
   const tables = (name: string) => mimes(name).filter((m) => m.has("text/html")).length;
 
+  it("imports loralab by name and keeps machine paths out of the outputs", () => {
+    for (const name of NOTEBOOKS) {
+      const cells = executed.get(name);
+      assert.ok(cells, `${name} did not run`);
+      const code = cells.filter((c) => c.cell_type === "code").map((c) => [c.source].flat().join("")).join("\n");
+      assert.match(code, /from "loralab"/, name);
+      assert.doesNotMatch(code, /dist\//, `${name} imports the built files by path`);
+      const outputs = JSON.stringify(cells.map((c) => c.outputs ?? []));
+      for (const path of [REPO, SHARED_DATA, tmpdir()]) assert.ok(!outputs.includes(path), `${name}: an output contains ${path}`);
+    }
+  });
   it("01-merge shows tables and the ‖ΔW‖/‖W‖ bars + histograms (Vega-Lite + SVG)", () => {
     assert.ok(tables("01-merge") >= 2, "HTML tables");
     assert.ok(plots("01-merge") >= 2, "plots");
@@ -74,6 +86,9 @@ describe("workflow notebooks executed by nbclient on stories260K", function () {
     assert.ok(plots("03-benchmark") >= 2);
     const html = executed.get("03-benchmark")!.flatMap((c) => c.outputs ?? []).map((o) => String(o.data?.["text/html"] ?? "")).join("\n");
     for (const config of ["base", "base + dynamic LoRA", "merged", "merged + quantized"]) assert.ok(html.includes(config), config);
+    // compare's own display: the latency dashboard with the per-token panel, and the perplexity bars
+    const specs = executed.get("03-benchmark")!.flatMap((c) => c.outputs ?? []).map((o) => JSON.stringify(o.data?.["application/vnd.vegalite.v5+json"] ?? "")).join("\n");
+    for (const title of ["TTFT (ms)", "decode tokens/s", "per-token latency over the generation", "perplexity"]) assert.ok(specs.includes(title), title);
   });
 });
 

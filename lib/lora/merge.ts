@@ -10,6 +10,7 @@ import { planShards, writeShardedModel } from "../io/sharded-writer.js";
 import { lazyDisplay } from "../plot/display-cache.js";
 import type { LongTaskOptions } from "../progress.js";
 import { type DType, dtypeToTorch, isFloatDType } from "../tensor/dtype.js";
+import { type KernelDType, LowRankKernels, packR } from "../tensor/lowrank.js";
 import { Tensor, fromF32, numel, toF32 } from "../tensor/tensor.js";
 import { loadAdapter } from "./adapter.js";
 import type { Adapter, LoraModule } from "./types.js";
@@ -123,7 +124,9 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
     });
     if (untie) plan.push({ ...plan.find((p) => p.name === embName)!, name: "lm_head.weight" });
     const shards = planShards(plan, o.maxShardSize ?? 5e9);
-    const session = await deltaSession();
+    const fast = new FastPath(plan.filter((p) => fastEligible(p, base.entry(source(p.name)).dtype, steps.get(p.name)))
+      .map((p) => ({ p, rank: (lora.get(p.name) ?? []).reduce((a, j) => a + j.m.r, 0) })));
+    let session: ort.InferenceSession | undefined; // the general path's ORT session, made on first use
     const reports: ModuleReport[] = [];
     let done = 0;
     const total = plan.reduce((a, p) => a + numel(p.shape), 0);
@@ -135,12 +138,15 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
         done += numel(p.shape);
         o.onProgress?.({ phase: "merge", done, total, unit: "elements", label: p.name });
         if (!touched.has(p.name)) {
-          const bytes = await base.readBytes(src);
+          const bytes = await base.readBytes(src, fast.copyBuffer(e.byteLength));
           if (p.dtype === e.dtype) return bytes;
           const t = await base.read(src);
           const v = fromF32(p.dtype, t.toF32());
           return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
         }
+        const jobs = lora.get(p.name) ?? [];
+        if (fast.has(p.name)) return fast.merge(p, await base.readBytes(src, fast.input(e.byteLength)), e.dtype as KernelDType, jobs, reports);
+        session ??= await deltaSession();
         const orig = (await base.read(src)).toF32(true);
         let w: Float32Array = orig; // copied before the first in-place change; ORT returns new arrays
         for (const b of biasAdd.get(p.name) ?? []) { if (w === orig) w = Float32Array.from(orig); const v = b.v.toF32(); for (let i = 0; i < w.length; i++) w[i] += b.s * v[i]; }
@@ -152,7 +158,6 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
             st.tt.indices.forEach((idx, i) => w.set(rows.subarray(i * d, (i + 1) * d), idx * d));
           } else w = await applyLora(session, w, orig, p.shape, st.j);
         }
-        const jobs = lora.get(p.name) ?? [];
         return finish(p, w, orig, jobs, reports);
       });
       for (const f of base.auxFiles) if (f !== "config.json") await copyFile(join(base.dir, f), dir.file(f));
@@ -161,7 +166,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
       if (untie) cfg.tie_word_embeddings = false;
       await writeFile(dir.file("config.json"), JSON.stringify(cfg, null, 2) + "\n");
     });
-    await session.release();
+    await session?.release();
     const bytes = shards.reduce((a, s) => a + s.bytes, 0);
     return new MergeReport(o.out, outDtype ?? "auto", reports, [...replace.keys()], untie, (performance.now() - t0) / 1000, bytes);
   } finally {
@@ -215,6 +220,108 @@ async function applyLora(session: ort.InferenceSession, w: Float32Array, orig: F
   return out;
 }
 
+function moduleReport(name: string, jobs: Job[], relDelta: number, maxAbsDelta: number, roundingError: number): ModuleReport {
+  return {
+    tensor: name, adapters: jobs.length, rank: jobs.reduce((a, j) => a + j.m.r, 0),
+    scaling: jobs.length === 1 ? jobs[0].m.scaling : jobs.reduce((a, j) => a + j.m.scaling * j.weight, 0),
+    relDelta, maxAbsDelta, roundingError,
+  };
+}
+
+const KERNEL_DTYPES: readonly DType[] = ["F32", "BF16"];
+/** Above this many bytes (input + output) a tensor takes the general path: the kernel's memory is 32-bit. */
+const FAST_MAX_BYTES = 1.5 * 2 ** 30;
+
+/** A tensor whose only changes are plain LoRA deltas (no DoRA, replacement or token rows), stored as F32/BF16
+ * in and out, 2-D with a column count divisible by 4: merged in one fused WebAssembly pass. */
+function fastEligible(p: TensorPlan, inDtype: DType, st: ({ j: Job } | object)[] | undefined): boolean {
+  if (!st || st.length === 0 || !st.every((x) => "j" in x && !x.j.m.magnitude)) return false;
+  if (!KERNEL_DTYPES.includes(inDtype) || !KERNEL_DTYPES.includes(p.dtype) || p.shape.length !== 2) return false;
+  const [rows, cols] = p.shape;
+  return rows > 0 && cols > 0 && cols % 4 === 0 && rows * cols * (4 + 4) <= FAST_MAX_BYTES;
+}
+
+/** The fused path: one WebAssembly memory laid out once for the largest eligible tensor
+ * ([stats | R | L | input | output]); tensors are read straight into it and written straight out of it, so no
+ * per-tensor allocation (and no page faults) after the first. Several adapters on one tensor become one
+ * low-rank product of concatenated factors: W + Σ wᵢsᵢBᵢAᵢ = W + [w₁s₁B₁ … ]·[A₁; …]. */
+class FastPath {
+  private readonly names: Set<string>;
+  private k?: LowRankKernels;
+  private readonly at = { r: 0, l: 0, in: 0, out: 0, end: 0 };
+  private copy?: Uint8Array;
+
+  /** `tensors`: the eligible tensors with their total LoRA rank; regions are sized for the largest. */
+  constructor(tensors: { p: TensorPlan; rank: number }[]) {
+    this.names = new Set(tensors.map((t) => t.p.name));
+    let maxIn = 0, maxOut = 0, maxR = 0, maxL = 0;
+    for (const { p, rank } of tensors) {
+      const n = numel(p.shape);
+      maxIn = Math.max(maxIn, n * 4); maxOut = Math.max(maxOut, n * (p.dtype === "F32" ? 4 : 2));
+      maxR = Math.max(maxR, rank * p.shape[1] * 4); maxL = Math.max(maxL, p.shape[0] * rank * 4);
+    }
+    const align = (x: number) => Math.ceil(x / 64) * 64;
+    this.at.r = LowRankKernels.FIRST_FREE; this.at.l = align(this.at.r + maxR); this.at.in = align(this.at.l + maxL);
+    this.at.out = align(this.at.in + maxIn); this.at.end = align(this.at.out + maxOut);
+  }
+
+  has(name: string): boolean { return this.names.has(name); }
+
+  /** A reusable buffer for tensors copied unchanged (grown, never shrunk). */
+  copyBuffer(bytes: number): Uint8Array {
+    if (!this.copy || this.copy.byteLength < bytes) this.copy = new Uint8Array(bytes);
+    return this.copy;
+  }
+
+  private kernels(): LowRankKernels {
+    if (!this.k) { this.k = new LowRankKernels(); this.k.reserve(this.at.end); }
+    return this.k;
+  }
+
+  /** Where to read an eligible base tensor to (inside the kernel's memory). */
+  input(bytes: number): Uint8Array {
+    return this.kernels().bytes(this.at.in, bytes);
+  }
+
+  merge(p: TensorPlan, bytes: Uint8Array, inDtype: KernelDType, jobs: Job[], reports: ModuleReport[]): Uint8Array {
+    const [rows, cols] = p.shape;
+    const rank = jobs.reduce((a, j) => a + j.m.r, 0);
+    const k = this.kernels();
+    if (bytes.byteOffset !== this.at.in || bytes.buffer !== k.memory.buffer) k.bytes(this.at.in, bytes.byteLength).set(bytes);
+    // L [rows, rank] row-major and R [rank, cols] packed; the scaling goes with B (as PEFT's s·(B·A))
+    const L = k.f32(this.at.l, rows * rank);
+    const Rs: { k: number; get: (k: number, j: number) => number }[] = [];
+    let off = 0;
+    for (const j of jobs) {
+      const { m } = j, r = m.r, s = m.scaling * j.weight, A = m.A.toF32(), B = m.B.toF32();
+      if (m.kind === "embedding" || m.fanInFanOut) { // stored transposed: ΔWᵀ = Aᵀ·(sB)ᵀ
+        for (let i = 0; i < rows; i++) for (let q = 0; q < r; q++) L[i * rank + off + q] = A[q * rows + i];
+        Rs.push({ k: r, get: (q, c) => Math.fround(s * B[c * r + q]) });
+      } else {
+        for (let i = 0; i < rows; i++) for (let q = 0; q < r; q++) L[i * rank + off + q] = s * B[i * r + q];
+        Rs.push({ k: r, get: (q, c) => A[q * cols + c] });
+      }
+      off += r;
+    }
+    const starts: number[] = []; let acc = 0;
+    for (const x of Rs) { starts.push(acc); acc += x.k; }
+    packR(k.f32(this.at.r, rank * cols), rank, cols, (q, c) => {
+      let i = 0; while (i + 1 < Rs.length && q >= starts[i + 1]) i++;
+      return Rs[i].get(q - starts[i], c);
+    });
+    const outT = p.dtype as KernelDType;
+    const st = k.run(rank, inDtype, outT, { w: this.at.in, l: this.at.l, r: this.at.r, out: this.at.out }, rows, cols);
+    const outBytes = k.bytes(this.at.out, rows * cols * (outT === "F32" ? 4 : 2));
+    if (!st.finite) {
+      const v = toF32(outT, outT === "F32" ? new Float32Array(outBytes.buffer, outBytes.byteOffset, rows * cols) : new Uint16Array(outBytes.buffer, outBytes.byteOffset, rows * cols));
+      const i = v.findIndex((x) => !Number.isFinite(x));
+      throw new LoralabError(`merged tensor ${p.name} has a non-finite value (${v[i]}) at element ${i}; the adapter or its weight is broken`);
+    }
+    reports.push(moduleReport(p.name, jobs, st.sumSqW > 0 ? Math.sqrt(st.sumSqDelta / st.sumSqW) : 0, st.maxAbsDelta, st.maxRoundErr));
+    return outBytes;
+  }
+}
+
 function finish(p: TensorPlan, w: Float32Array, orig: Float32Array, jobs: Job[], reports: ModuleReport[]): Uint8Array {
   const v = fromF32(p.dtype, w);
   const back = toF32(p.dtype, v, true);
@@ -228,10 +335,6 @@ function finish(p: TensorPlan, w: Float32Array, orig: Float32Array, jobs: Job[],
     const re = Math.abs(back[i] - x);
     if (re > roundErr) roundErr = re;
   }
-  reports.push({
-    tensor: p.name, adapters: jobs.length, rank: jobs.reduce((a, j) => a + j.m.r, 0),
-    scaling: jobs.length === 1 ? jobs[0].m.scaling : jobs.reduce((a, j) => a + j.m.scaling * j.weight, 0),
-    relDelta: ww > 0 ? Math.sqrt(dd / ww) : 0, maxAbsDelta: maxD, roundingError: roundErr,
-  });
+  reports.push(moduleReport(p.name, jobs, ww > 0 ? Math.sqrt(dd / ww) : 0, maxD, roundErr));
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }

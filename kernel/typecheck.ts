@@ -33,6 +33,7 @@ export class NotebookTypes {
   private full?: TS.LanguageService;
   /** Until the full service exists: lib + the kernel's globals, no @types (a fifth of the text). */
   private light?: TS.LanguageService;
+  private readonly resolutionCaches: TS.ModuleResolutionCache[] = [];
   /** Declaration files the light service found free of errors (each checked once). */
   private readonly lightVerified = new Set<string>();
   private last?: { code: string; preludeLength: number; service: TS.LanguageService };
@@ -105,7 +106,8 @@ export class NotebookTypes {
 
   private createService(options: TS.CompilerOptions, globalsFile: string, jsDocParsingMode: TS.JSDocParsingMode): TS.LanguageService {
     const ts = this.ts;
-    const host: TS.LanguageServiceHost = {
+    // getModuleResolutionCache is read by the language service but not in its public host type.
+    const host: TS.LanguageServiceHost & { getModuleResolutionCache(): TS.ModuleResolutionCache } = {
       jsDocParsingMode,
       getCompilationSettings: () => options,
       getScriptFileNames: () => [globalsFile, this.cellFile],
@@ -128,7 +130,16 @@ export class NotebookTypes {
       getDirectories: ts.sys.getDirectories,
       realpath: ts.sys.realpath,
       useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
+      // One module resolution cache (with its package.json cache) for the session: without it every
+      // cell's program re-reads the package.json of every declaration file to learn its module format.
+      getModuleResolutionCache: () => cache,
+      resolveModuleNameLiterals: (literals, containingFile, redirected, opts, containingSourceFile) =>
+        literals.map((lit) =>
+          ts.resolveModuleName(lit.text, containingFile, opts, host, cache, redirected, ts.getModeForUsageLocation(containingSourceFile, lit, opts)),
+        ),
     };
+    const cache = ts.createModuleResolutionCache(this.notebookDir, (f) => (ts.sys.useCaseSensitiveFileNames ? f : f.toLowerCase()), options);
+    this.resolutionCaches.push(cache);
     return ts.createLanguageService(host, ts.createDocumentRegistry(ts.sys.useCaseSensitiveFileNames, this.notebookDir, jsDocParsingMode));
   }
 
@@ -180,6 +191,17 @@ export class NotebookTypes {
   /** Syntax and type errors inside the cell (errors from carried-over declarations are not the cell's). */
   check(code: string): CellDiagnostic[] {
     if (this.light && this.lightCheck(code)) return [];
+    const found = this.checkFull(code);
+    // "Cannot find module": maybe installed since it was last looked up (the resolution cache keeps
+    // failed lookups too), so forget the cache and look again.
+    if (!found.some((d) => d.code === 2307 || d.code === 2792)) return found;
+    for (const c of this.resolutionCaches) c.clear();
+    const cell = this.files.get(this.cellFile)!;
+    cell.version++; // a changed file has its failed imports resolved again
+    return this.checkFull(code);
+  }
+
+  private checkFull(code: string): CellDiagnostic[] {
     const service = this.service();
     const offset = this.load(code, service);
     const syntactic = service.getSyntacticDiagnostics(this.cellFile);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import vm from "node:vm";
 import { inflateSync } from "node:zlib";
@@ -111,6 +111,22 @@ describe("kernel units", function () {
       assert.match(content.traceback[0], /line 1, column 5: error TS2339/);
       assert.deepEqual(t.completions("cfg.gro", 7).matches, ["groupSize"]);
       assert.match(t.inspect("cfg", 1) ?? "", /groupSize: number/);
+    });
+    it("sees a package installed after a failed import (the resolution cache is dropped on 'Cannot find module')", () => {
+      const nb = tempDir("loralab-nb-");
+      try {
+        const t = new NotebookTypes(ts, nb.path, REPO_ROOT);
+        const cell = 'import { late } from "late-pkg"; late(2).toFixed()';
+        assert.deepEqual(t.check(cell).map((e) => e.code), [2307]);
+        const pkg = join(nb.path, "node_modules/late-pkg");
+        mkdirSync(pkg, { recursive: true });
+        writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "late-pkg", type: "module", exports: { ".": { types: "./index.d.ts", default: "./index.js" } } }));
+        writeFileSync(join(pkg, "index.d.ts"), "export declare function late(x: number): number;\n");
+        assert.deepEqual(t.check(cell), []);
+        assert.deepEqual(t.check('import { late } from "late-pkg"; late("x")').map((e) => e.code), [2345]);
+      } finally {
+        nb.cleanup();
+      }
     });
     it("answers cells that need only lib and kernel names without @types/node, and defers the rest", () => {
       const t = new NotebookTypes(ts, REPO_ROOT, REPO_ROOT);

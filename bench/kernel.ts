@@ -1,5 +1,5 @@
 /** Kernel benchmark (prints JSON): start to first idle, first execute, round trip of `1 + 1` (median of
- * 50) and idle RSS, for the loralab kernel and — installed into a temp dir at bench time — tslab.
+ * 50), idle RSS and (loralab only) a cell importing loralab, first and again, for the loralab kernel and — installed into a temp dir at bench time — tslab.
  * Drives each kernel over zeromq with the Jupyter wire protocol, as a frontend does.
  * Usage: npx tsx bench/kernel.ts [--no-tslab] [--tslab-version 1.0.22] [--runs 50] */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -119,9 +119,12 @@ interface Result {
   roundtrip_1plus1_median_ms: number;
   roundtrip_1plus1_p90_ms: number;
   idle_rss_mib: number;
+  /** loralab only: a cell importing the loralab API (type-checked), the first time and again. */
+  import_loralab_first_ms?: number;
+  import_loralab_again_ms?: number;
 }
 
-async function measure(kernel: string, argv: (connFile: string) => string[], runs: number): Promise<Result> {
+async function measure(kernel: string, argv: (connFile: string) => string[], runs: number, importCell?: string): Promise<Result> {
   const dir = mkdtempSync(join(tmpdir(), "kernel-bench-"));
   const conn = { transport: "tcp", ip: "127.0.0.1", key: randomUUID(), signature_scheme: "hmac-sha256", shell_port: 0, iopub_port: 0, stdin_port: 0, control_port: 0, hb_port: 0 };
   for (const k of ["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"] as const) conn[k] = await freePort();
@@ -153,6 +156,7 @@ async function measure(kernel: string, argv: (connFile: string) => string[], run
     const times: number[] = [];
     for (let i = 0; i < runs; i++) times.push(await exec("1 + 1"));
     times.sort((a, b) => a - b);
+    const imports = importCell ? [await exec(importCell), await exec(importCell)] : undefined;
     await new Promise((r) => setTimeout(r, 500));
     const rss = treeRssMiB(child.pid!);
     await client.done(client.send("control", "shutdown_request", { restart: false }), 5000).catch(() => undefined);
@@ -163,6 +167,7 @@ async function measure(kernel: string, argv: (connFile: string) => string[], run
       roundtrip_1plus1_median_ms: round(times[Math.floor(times.length / 2)]),
       roundtrip_1plus1_p90_ms: round(times[Math.floor(times.length * 0.9)]),
       idle_rss_mib: round(rss),
+      ...(imports ? { import_loralab_first_ms: round(imports[0]), import_loralab_again_ms: round(imports[1]) } : {}),
     };
   } finally {
     client.close();
@@ -190,7 +195,7 @@ async function main(): Promise<void> {
   const runs = Number(values.runs);
   if (!existsSync(join(ROOT, "dist/kernel/main.js"))) throw new Error("build first: npx tsc -p .");
   const results: Result[] = [];
-  results.push(await measure("loralab", (f) => [process.execPath, join(ROOT, "bin/loralab.js"), "kernel", "start", "--connection-file", f], runs));
+  results.push(await measure("loralab", (f) => [process.execPath, join(ROOT, "bin/loralab.js"), "kernel", "start", "--connection-file", f], runs, 'import { merge, quantizeModel } from "loralab";\ntypeof merge + typeof quantizeModel'));
   let tslabNote: string | undefined;
   if (!values["no-tslab"]) {
     const bin = installTslab(values["tslab-version"]!);

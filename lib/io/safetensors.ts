@@ -163,29 +163,55 @@ export function encodeHeader(tensors: readonly TensorPlan[], metadata: Record<st
   return out;
 }
 
+export interface WriteOptions {
+  /** Overlap writing tensor i with producing tensor i+1 (one write in flight). The producer must then leave
+   * the bytes it returned for tensor i untouched until it returns tensor i+1 (two buffers used in turn). */
+  pipelined?: boolean;
+  /** Start a background fdatasync after roughly this many bytes, so the disk writes while the producer
+   * computes instead of all at the final sync (the kernel would otherwise hold them dirty in memory). */
+  syncEvery?: number;
+}
+
 /** Writes one safetensors file tensor by tensor: the header first (from the plan), then each tensor's
- * bytes as `produce` yields them, so only one tensor is in memory at a time. */
+ * bytes as `produce` yields them, so only one tensor (two when pipelined) is in memory at a time. */
 export async function writeSafetensors(
   path: string,
   tensors: readonly TensorPlan[],
   produce: (t: TensorPlan, index: number) => Promise<Uint8Array> | Uint8Array,
   metadata?: Record<string, string>,
+  opts: WriteOptions = {},
 ): Promise<number> {
   const fh = await open(path, "w");
+  let pending: Promise<void> = Promise.resolve();
+  const syncs: Promise<void>[] = [];
   try {
     const header = encodeHeader(tensors, metadata);
     await writeAll(fh, header);
-    let total = header.length;
+    let total = header.length, sinceSync = 0;
     for (let i = 0; i < tensors.length; i++) {
       const bytes = await produce(tensors[i], i);
       const expected = planBytes(tensors[i]);
       if (bytes.byteLength !== expected) throw new Error(`internal: tensor '${tensors[i].name}' produced ${bytes.byteLength} bytes, planned ${expected}`);
-      await writeAll(fh, bytes);
+      await pending;
+      pending = writeAll(fh, bytes);
+      pending.catch(() => {}); // rethrown by the next await; not an unhandled rejection while produce runs
+      if (!opts.pipelined) await pending;
       total += bytes.byteLength;
+      sinceSync += bytes.byteLength;
+      if (opts.syncEvery && sinceSync >= opts.syncEvery) {
+        sinceSync = 0;
+        const p = pending.then(() => fh.datasync());
+        p.catch(() => {}); // awaited below; keeps an early failure from being unhandled meanwhile
+        syncs.push(p);
+      }
     }
+    await pending;
+    await Promise.all(syncs);
     await fh.sync();
     return total;
   } finally {
+    await pending.catch(() => {}); // never close under a write still in flight (its error was thrown above)
+    await Promise.allSettled(syncs);
     await fh.close();
   }
 }

@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type TensorPlan, planBytes, writeSafetensors } from "./safetensors.js";
+import { type TensorPlan, type WriteOptions, planBytes, writeSafetensors } from "./safetensors.js";
 
 export interface ShardPlan {
   file: string;
@@ -38,9 +38,10 @@ export async function writeShardedModel(
   dir: string,
   shards: ShardPlan[],
   produce: (t: TensorPlan) => Promise<Uint8Array> | Uint8Array,
+  opts: WriteOptions = {},
 ): Promise<void> {
   for (const shard of shards) {
-    await writeSafetensors(join(dir, shard.file), shard.tensors, produce, { format: "pt" });
+    await writeSafetensors(join(dir, shard.file), shard.tensors, produce, { format: "pt" }, opts);
   }
   if (shards.length > 1) {
     const weightMap: Record<string, string> = {};

@@ -9,7 +9,7 @@ import type { TensorPlan } from "../io/safetensors.js";
 import { planShards, writeShardedModel } from "../io/sharded-writer.js";
 import { lazyDisplay } from "../plot/display-cache.js";
 import type { LongTaskOptions } from "../progress.js";
-import { type DType, dtypeToTorch, isFloatDType } from "../tensor/dtype.js";
+import { DTYPE_SIZE, type DType, dtypeToTorch, isFloatDType } from "../tensor/dtype.js";
 import { type KernelDType, LowRankKernels, packR } from "../tensor/lowrank.js";
 import { Tensor, fromF32, numel, toF32 } from "../tensor/tensor.js";
 import { loadAdapter } from "./adapter.js";
@@ -125,12 +125,13 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
     if (untie) plan.push({ ...plan.find((p) => p.name === embName)!, name: "lm_head.weight" });
     const shards = planShards(plan, o.maxShardSize ?? 5e9);
     const fast = new FastPath(plan.filter((p) => fastEligible(p, base.entry(source(p.name)).dtype, steps.get(p.name)))
-      .map((p) => ({ p, rank: (lora.get(p.name) ?? []).reduce((a, j) => a + j.m.r, 0) })));
+      .map((p) => ({ p, rank: (lora.get(p.name) ?? []).reduce((a, j) => a + j.m.r, 0), inDtype: base.entry(source(p.name)).dtype })));
     let session: ort.InferenceSession | undefined; // the general path's ORT session, made on first use
     const reports: ModuleReport[] = [];
     let done = 0;
     const total = plan.reduce((a, p) => a + numel(p.shape), 0);
     await AtomicOutputDir.write(o.out, { overwrite: o.overwrite }, async (dir) => {
+      // pipelined: FastPath hands out two output and two copy buffers in turn, as the writer requires
       await writeShardedModel(dir.path, shards, async (p) => {
         throwIfAborted(o.signal);
         const src = source(p.name);
@@ -138,8 +139,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
         done += numel(p.shape);
         o.onProgress?.({ phase: "merge", done, total, unit: "elements", label: p.name });
         if (!touched.has(p.name)) {
-          const bytes = await base.readBytes(src, fast.copyBuffer(e.byteLength));
-          if (p.dtype === e.dtype) return bytes;
+          if (p.dtype === e.dtype) return base.readBytes(src, fast.copyBuffer(e.byteLength));
           const t = await base.read(src);
           const v = fromF32(p.dtype, t.toF32());
           return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
@@ -159,7 +159,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           } else w = await applyLora(session, w, orig, p.shape, st.j);
         }
         return finish(p, w, orig, jobs, reports);
-      });
+      }, { pipelined: true, syncEvery: SYNC_EVERY });
       for (const f of base.auxFiles) if (f !== "config.json") await copyFile(join(base.dir, f), dir.file(f));
       const cfg = { ...raw };
       if (outDtype) cfg.torch_dtype = dtypeToTorch(outDtype);
@@ -229,6 +229,8 @@ function moduleReport(name: string, jobs: Job[], relDelta: number, maxAbsDelta: 
 }
 
 const KERNEL_DTYPES: readonly DType[] = ["F32", "BF16"];
+/** Background fdatasync interval: the disk writes during the merge instead of at each shard's end. */
+const SYNC_EVERY = 256 * 2 ** 20;
 /** Above this many bytes (input + output) a tensor takes the general path: the kernel's memory is 32-bit. */
 const FAST_MAX_BYTES = 1.5 * 2 ** 30;
 
@@ -248,29 +250,33 @@ function fastEligible(p: TensorPlan, inDtype: DType, st: ({ j: Job } | object)[]
 class FastPath {
   private readonly names: Set<string>;
   private k?: LowRankKernels;
-  private readonly at = { r: 0, l: 0, in: 0, out: 0, end: 0 };
-  private copy?: Uint8Array;
+  private readonly at = { r: 0, l: 0, in: 0, out: [0, 0], end: 0 };
+  private readonly copies: (Uint8Array | undefined)[] = [undefined, undefined];
+  private turn = { out: 0, copy: 0 };
 
-  /** `tensors`: the eligible tensors with their total LoRA rank; regions are sized for the largest. */
-  constructor(tensors: { p: TensorPlan; rank: number }[]) {
+  /** `tensors`: the eligible tensors with their total LoRA rank and input dtype; regions are sized for the
+   * largest. Two output regions: the writer may still be writing the previous tensor's. */
+  constructor(tensors: { p: TensorPlan; rank: number; inDtype: DType }[]) {
     this.names = new Set(tensors.map((t) => t.p.name));
     let maxIn = 0, maxOut = 0, maxR = 0, maxL = 0;
-    for (const { p, rank } of tensors) {
+    for (const { p, rank, inDtype } of tensors) {
       const n = numel(p.shape);
-      maxIn = Math.max(maxIn, n * 4); maxOut = Math.max(maxOut, n * (p.dtype === "F32" ? 4 : 2));
+      maxIn = Math.max(maxIn, n * DTYPE_SIZE[inDtype]); maxOut = Math.max(maxOut, n * DTYPE_SIZE[p.dtype]);
       maxR = Math.max(maxR, rank * p.shape[1] * 4); maxL = Math.max(maxL, p.shape[0] * rank * 4);
     }
     const align = (x: number) => Math.ceil(x / 64) * 64;
     this.at.r = LowRankKernels.FIRST_FREE; this.at.l = align(this.at.r + maxR); this.at.in = align(this.at.l + maxL);
-    this.at.out = align(this.at.in + maxIn); this.at.end = align(this.at.out + maxOut);
+    this.at.out = [align(this.at.in + maxIn), align(this.at.in + maxIn) + align(maxOut)];
+    this.at.end = this.at.out[1] + align(maxOut);
   }
 
   has(name: string): boolean { return this.names.has(name); }
 
-  /** A reusable buffer for tensors copied unchanged (grown, never shrunk). */
+  /** A reusable buffer for tensors copied unchanged (two in turn, grown, never shrunk). */
   copyBuffer(bytes: number): Uint8Array {
-    if (!this.copy || this.copy.byteLength < bytes) this.copy = new Uint8Array(bytes);
-    return this.copy;
+    const i = (this.turn.copy ^= 1);
+    if (!this.copies[i] || this.copies[i]!.byteLength < bytes) this.copies[i] = new Uint8Array(bytes);
+    return this.copies[i]!;
   }
 
   private kernels(): LowRankKernels {
@@ -310,8 +316,9 @@ class FastPath {
       return Rs[i].get(q - starts[i], c);
     });
     const outT = p.dtype as KernelDType;
-    const st = k.run(rank, inDtype, outT, { w: this.at.in, l: this.at.l, r: this.at.r, out: this.at.out }, rows, cols);
-    const outBytes = k.bytes(this.at.out, rows * cols * (outT === "F32" ? 4 : 2));
+    const out = this.at.out[(this.turn.out ^= 1)];
+    const st = k.run(rank, inDtype, outT, { w: this.at.in, l: this.at.l, r: this.at.r, out }, rows, cols);
+    const outBytes = k.bytes(out, rows * cols * DTYPE_SIZE[outT]);
     if (!st.finite) {
       const v = toF32(outT, outT === "F32" ? new Float32Array(outBytes.buffer, outBytes.byteOffset, rows * cols) : new Uint16Array(outBytes.buffer, outBytes.byteOffset, rows * cols));
       const i = v.findIndex((x) => !Number.isFinite(x));

@@ -5,7 +5,8 @@
  * measured in the same run (weight bytes read per token ÷ large-buffer copy bandwidth).
  *
  *   node --import tsx bench/engine.ts [--threads N] [--repeats R] [--rounds K] [--skip-7b] [--skip-stories] [--dir DIR] [--prepare]
- *                                     [--paired-rounds K]
+ *                                     [--paired-rounds K] [--control]
+ * (--control adds a second session of the base model to the paired child: the noise floor of the ratios)
  * (--dir keeps the generated and merged models there and reuses them on the next run; --prepare only
  * writes them, so the timed run under the bench lock does not include writing gigabytes)
  *
@@ -168,7 +169,7 @@ async function child(modelDir: string, config: string, threads: number | undefin
 
 /** All three configurations in one process, decode runs alternating base/dynamic/merged: paired ratios
  * that drift on a shared machine cannot fake. */
-async function interleaved(baseDir: string, mergedDir: string, threads: number | undefined, rounds: number, maxNew: number): Promise<void> {
+async function interleaved(baseDir: string, mergedDir: string, threads: number | undefined, rounds: number, maxNew: number, control: boolean): Promise<void> {
   const load = async (dir: string, dynamic: boolean) => {
     const base = await openWeightSource(dir);
     const src = dynamic ? new AdapterWeightSource(base, generatedAdapter(base.config)) : base;
@@ -178,11 +179,13 @@ async function interleaved(baseDir: string, mergedDir: string, threads: number |
       await src.close();
     }
   };
-  const lms = { base: await load(baseDir, false), dynamic: await load(baseDir, true), merged: await load(mergedDir, false) };
+  const lms: Record<string, CausalLM> = { base: await load(baseDir, false), dynamic: await load(baseDir, true), merged: await load(mergedDir, false) };
+  // --control: a second session of the base model; its ratio to base is the noise floor of the comparison
+  if (control) lms.baseAgain = await load(baseDir, false);
   const tokenizer = await TextTokenizer.load(baseDir);
   const prompt = tokenizer.encode(PROMPT);
-  const tps: Record<string, number[]> = { base: [], dynamic: [], merged: [] };
-  const lat: Record<string, number[]> = { base: [], dynamic: [], merged: [] };
+  const tps: Record<string, number[]> = Object.fromEntries(Object.keys(lms).map((k) => [k, []]));
+  const lat: Record<string, number[]> = Object.fromEntries(Object.keys(lms).map((k) => [k, []]));
   const order = Object.entries(lms);
   for (let round = -1; round < rounds; round++)
     // the order rotates every round, so no configuration always runs right after another one
@@ -201,18 +204,19 @@ async function interleaved(baseDir: string, mergedDir: string, threads: number |
     p10LatencyMs: Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, percentile(v, 10)])),
     p10SpeedMergedOverBase: percentile(lat.base, 10) / percentile(lat.merged, 10),
     p10SpeedDynamicOverBase: percentile(lat.base, 10) / percentile(lat.dynamic, 10),
+    ...(control ? { baseAgainOverBase: ratio(tps.baseAgain, tps.base), p10SpeedBaseAgainOverBase: percentile(lat.base, 10) / percentile(lat.baseAgain, 10) } : {}),
   }) + "\n");
   for (const lm of Object.values(lms)) await lm.release();
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { threads: { type: "string" }, repeats: { type: "string" }, "skip-7b": { type: "boolean" }, dir: { type: "string" }, rounds: { type: "string" }, child: { type: "string", multiple: true }, "skip-stories": { type: "boolean" }, prepare: { type: "boolean" }, "paired-rounds": { type: "string" } } });
+  const { values } = parseArgs({ options: { threads: { type: "string" }, repeats: { type: "string" }, "skip-7b": { type: "boolean" }, dir: { type: "string" }, rounds: { type: "string" }, child: { type: "string", multiple: true }, "skip-stories": { type: "boolean" }, prepare: { type: "boolean" }, "paired-rounds": { type: "string" }, control: { type: "boolean" } } });
   const threads = values.threads ? Number(values.threads) : undefined;
   const repeats = values.repeats ? Number(values.repeats) : 3;
   const rounds = (name: string) => (values.rounds ? Number(values.rounds) : name === "stories260K" ? 5 : 2);
   if (values.child) {
     const [modelDir, config, maxNew, mergedDir] = values.child;
-    if (config === "interleaved") return interleaved(modelDir, mergedDir, threads, Number(values.rounds ?? 6), Number(maxNew));
+    if (config === "interleaved") return interleaved(modelDir, mergedDir, threads, Number(values.rounds ?? 6), Number(maxNew), !!values.control);
     return child(modelDir, config, threads, repeats, Number(maxNew));
   }
   const work = values.dir ?? mkdtempSync(join(tmpdir(), "loralab-bench-"));
@@ -254,7 +258,7 @@ async function main(): Promise<void> {
         perRound: rs.map((r) => ({ ttftMs: r.ttftMs, decodeTokPerS: r.decodeTokPerS, latencyMs: r.latencyMs, peakRssBytes: r.peakRssBytes, loadMs: r.loadMs })),
       }]));
       process.stderr.write(`${name}: interleaved speed comparison...\n`);
-      const paired = run(dir, "interleaved", maxNew, ["--child", mergedDir, "--rounds", values["paired-rounds"] ?? String(name === "stories260K" ? 20 : 6)]);
+      const paired = run(dir, "interleaved", maxNew, ["--child", mergedDir, "--rounds", values["paired-rounds"] ?? String(name === "stories260K" ? 20 : 6), ...(values.control ? ["--control"] : [])]);
       if (!values.dir) rmSync(mergedDir, { recursive: true, force: true });
       report[name] = { rows, paired, maxNewTokens: maxNew };
     }

@@ -165,6 +165,7 @@ export class NotebookTypes {
     if (!this.full) {
       this.full = this.createService(this.options, this.globalsFile, this.ts.JSDocParsingMode.ParseAll);
       this.full.getSemanticDiagnostics(this.globalsFile);
+      if (this.last?.service === this.light) this.last = undefined;
       this.light?.dispose();
       this.light = undefined;
     }

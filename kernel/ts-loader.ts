@@ -41,13 +41,13 @@ function load(): { ts: typeof TS; save?: () => void } {
     source = readFileSync(file, "utf8");
     const st = statSync(file);
     const key = createHash("sha256").update(`${file}\0${st.size}\0${st.mtimeMs}\0${process.version}\0${process.arch}`).digest("hex").slice(0, 16);
-    cacheFile = join(tmpdir(), "loralab-compile-cache", `typescript-${key}.bin`);
+    cacheFile = join(cacheDir(), `typescript-${key}.bin`);
   } catch {
     return { ts: require(file) };
   }
   let cachedData: Buffer | undefined;
   try {
-    cachedData = readFileSync(cacheFile);
+    if (ownPrivateDir(dirname(cacheFile))) cachedData = readFileSync(cacheFile);
   } catch {
     cachedData = undefined;
   }
@@ -57,11 +57,24 @@ function load(): { ts: typeof TS; save?: () => void } {
   const ts = module.exports as unknown as typeof TS;
   const save = !cachedData || script.cachedDataRejected
     ? () => {
-        mkdirSync(dirname(cacheFile), { recursive: true });
+        mkdirSync(dirname(cacheFile), { recursive: true, mode: 0o700 });
+        if (!ownPrivateDir(dirname(cacheFile))) return;
         const tmp = `${cacheFile}.${process.pid}.tmp`;
         writeFileSync(tmp, script.createCachedData());
         renameSync(tmp, cacheFile);
       }
     : undefined;
   return { ts, save };
+}
+
+/** A per-user directory under the temp dir (Node's own compile cache lives there too). */
+function cacheDir(): string {
+  return join(tmpdir(), `loralab-compile-cache-${process.getuid?.() ?? "user"}`);
+}
+
+/** Code caches are trusted input to V8: use only a directory that this user owns and nobody else can
+ * write to (the temp dir is shared). */
+function ownPrivateDir(dir: string): boolean {
+  const st = statSync(dir);
+  return st.isDirectory() && (process.getuid === undefined || st.uid === process.getuid()) && (st.mode & 0o022) === 0;
 }

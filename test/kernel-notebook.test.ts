@@ -25,7 +25,7 @@ describe("kernel: notebook executed by nbclient", function () {
   });
   after(() => k?.cleanup());
 
-  it("runs every cell in order", () => assert.deepEqual(cells.map((c) => c.execution_count), [1, 2, 3, 4, 5, 6, 7]));
+  it("runs every cell in order", () => assert.deepEqual(cells.map((c) => c.execution_count), [1, 2, 3, 4, 5, 6, 7, 8]));
   it("streams stdout", () => assert.deepEqual(cells[0].outputs.map((o) => [o.output_type, o.name, text(o.text)]), [["stream", "stdout", "hello, notebook\n"]]));
   it("displays markdown", () => assert.equal(text(cells[1].outputs[0].data?.["text/markdown"]), "**bold** text"));
   it("uses a variable typed in an earlier cell", () => assert.equal(text(cells[2].outputs[0].data?.["text/plain"]), "10"));
@@ -45,11 +45,15 @@ describe("kernel: notebook executed by nbclient", function () {
     assert.deepEqual(spec.data.values.map((r) => r.err), [1 / 32, 1 / 64, 1 / 128]);
     assert.equal(text(cells[5].outputs.find((o) => o.output_type === "execute_result")?.data?.["text/plain"]), "3");
   });
+  it("awaits a Promise display bundle, for display() and for the cell's value", () => {
+    const svg = "<svg><rect width='4' height='4'/></svg>";
+    assert.deepEqual(cells[6].outputs.map((o) => [o.output_type, text(o.data?.["image/svg+xml"])]), [["display_data", svg], ["execute_result", svg]]);
+  });
   it("reports an error with the cell's line", () => {
-    const err = cells[6].outputs[0];
+    const err = cells[7].outputs[0];
     assert.equal(err.output_type, "error");
     assert.equal(err.evalue, "expected failure");
-    assert.match(err.traceback!.join("\n"), /Cell In\[7\], line 1, column 7/);
+    assert.match(err.traceback!.join("\n"), /Cell In\[8\], line 1, column 7/);
   });
   it("records the kernel language in the notebook", () => assert.equal(metadata.language_info.name, "typescript"));
 });

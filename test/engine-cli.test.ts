@@ -144,6 +144,9 @@ describe("engine CLI", function () {
       const r = cli("logits", "--model", data("stories260K-hf"), "--prompt", "hi", "--device", "cuda");
       assert.equal(r.code, 1);
       assert.match(r.stderr, /CUDA execution provider/);
+      // says how to get it, and nothing ran on the CPU instead
+      assert.match(r.stderr, /ONNXRUNTIME_NODE_INSTALL_CUDA/);
+      assert.equal(r.stdout, "");
     });
     it("an adapter for another model (CLI: stories260K's adapter on a 16-wide model)", async () => {
       const dir = await writeModel(join(tmp.path, "other-base"), TINY);

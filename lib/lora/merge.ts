@@ -130,43 +130,47 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
     const reports: ModuleReport[] = [];
     let done = 0;
     const total = plan.reduce((a, p) => a + numel(p.shape), 0);
-    await AtomicOutputDir.write(o.out, { overwrite: o.overwrite }, async (dir) => {
-      // pipelined: FastPath hands out two output and two copy buffers in turn, as the writer requires
-      await writeShardedModel(dir.path, shards, async (p) => {
-        throwIfAborted(o.signal);
-        const src = source(p.name);
-        const e = base.entry(src);
-        done += numel(p.shape);
-        o.onProgress?.({ phase: "merge", done, total, unit: "elements", label: p.name });
-        if (!touched.has(p.name)) {
-          if (p.dtype === e.dtype) return base.readBytes(src, fast.copyBuffer(e.byteLength));
-          const t = await base.read(src);
-          const v = fromF32(p.dtype, t.toF32());
-          return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-        }
-        const jobs = lora.get(p.name) ?? [];
-        if (fast.has(p.name)) return fast.merge(p, await base.readBytes(src, fast.input(e.byteLength)), e.dtype as KernelDType, jobs, reports);
-        session ??= await deltaSession();
-        const orig = (await base.read(src)).toF32(true);
-        let w: Float32Array = orig; // copied before the first in-place change; ORT returns new arrays
-        for (const b of biasAdd.get(p.name) ?? []) { if (w === orig) w = Float32Array.from(orig); const v = b.v.toF32(); for (let i = 0; i < w.length; i++) w[i] += b.s * v[i]; }
-        for (const st of steps.get(p.name) ?? []) {
-          if ("t" in st) w = st.t.toF32(true);
-          else if ("tt" in st) {
-            if (w === orig) w = Float32Array.from(orig);
-            const d = p.shape[1], rows = st.tt.rows.toF32();
-            st.tt.indices.forEach((idx, i) => w.set(rows.subarray(i * d, (i + 1) * d), idx * d));
-          } else w = await applyLora(session, w, orig, p.shape, st.j);
-        }
-        return finish(p, w, orig, jobs, reports);
-      }, { pipelined: true, syncEvery: SYNC_EVERY });
-      for (const f of base.auxFiles) if (f !== "config.json") await copyFile(join(base.dir, f), dir.file(f));
-      const cfg = { ...raw };
-      if (outDtype) cfg.torch_dtype = dtypeToTorch(outDtype);
-      if (untie) cfg.tie_word_embeddings = false;
-      await writeFile(dir.file("config.json"), JSON.stringify(cfg, null, 2) + "\n");
-    });
-    await session?.release();
+    try {
+      await AtomicOutputDir.write(o.out, { overwrite: o.overwrite }, async (dir) => {
+        // pipelined: FastPath hands out two output and two copy buffers in turn, as the writer requires
+        await writeShardedModel(dir.path, shards, async (p) => {
+          throwIfAborted(o.signal);
+          const src = source(p.name);
+          const e = base.entry(src);
+          done += numel(p.shape);
+          o.onProgress?.({ phase: "merge", done, total, unit: "elements", label: p.name });
+          if (!touched.has(p.name)) {
+            if (p.dtype === e.dtype) return base.readBytes(src, fast.copyBuffer(e.byteLength));
+            const t = await base.read(src);
+            const v = fromF32(p.dtype, t.toF32());
+            return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+          }
+          const jobs = lora.get(p.name) ?? [];
+          if (fast.has(p.name)) return fast.merge(p, await base.readBytes(src, fast.input(e.byteLength)), e.dtype as KernelDType, jobs, reports);
+          session ??= await deltaSession();
+          const orig = (await base.read(src)).toF32(true);
+          let w: Float32Array = orig; // copied before the first in-place change; ORT returns new arrays
+          for (const b of biasAdd.get(p.name) ?? []) { if (w === orig) w = Float32Array.from(orig); const v = b.v.toF32(); for (let i = 0; i < w.length; i++) w[i] += b.s * v[i]; }
+          for (const st of steps.get(p.name) ?? []) {
+            if ("t" in st) w = st.t.toF32(true);
+            else if ("tt" in st) {
+              if (w === orig) w = Float32Array.from(orig);
+              const d = p.shape[1], rows = st.tt.rows.toF32();
+              st.tt.indices.forEach((idx, i) => w.set(rows.subarray(i * d, (i + 1) * d), idx * d));
+            } else w = await applyLora(session, w, orig, p.shape, st.j);
+          }
+          return finish(p, w, orig, jobs, reports);
+        }, { pipelined: true, syncEvery: SYNC_EVERY });
+        for (const f of base.auxFiles) if (f !== "config.json") await copyFile(join(base.dir, f), dir.file(f));
+        const cfg = { ...raw };
+        if (outDtype) cfg.torch_dtype = dtypeToTorch(outDtype);
+        if (untie) cfg.tie_word_embeddings = false;
+        await writeFile(dir.file("config.json"), JSON.stringify(cfg, null, 2) + "\n");
+      });
+    } finally {
+      await fast.close();
+      await session?.release();
+    }
     const bytes = shards.reduce((a, s) => a + s.bytes, 0);
     return new MergeReport(o.out, outDtype ?? "auto", reports, [...replace.keys()], untie, (performance.now() - t0) / 1000, bytes);
   } finally {
@@ -289,7 +293,9 @@ class FastPath {
     return this.kernels().bytes(this.at.in, bytes);
   }
 
-  merge(p: TensorPlan, bytes: Uint8Array, inDtype: KernelDType, jobs: Job[], reports: ModuleReport[]): Uint8Array {
+  async close(): Promise<void> { await this.k?.close(); }
+
+  async merge(p: TensorPlan, bytes: Uint8Array, inDtype: KernelDType, jobs: Job[], reports: ModuleReport[]): Promise<Uint8Array> {
     const [rows, cols] = p.shape;
     const rank = jobs.reduce((a, j) => a + j.m.r, 0);
     const k = this.kernels();
@@ -317,7 +323,7 @@ class FastPath {
     });
     const outT = p.dtype as KernelDType;
     const out = this.at.out[(this.turn.out ^= 1)];
-    const st = k.run(rank, inDtype, outT, { w: this.at.in, l: this.at.l, r: this.at.r, out }, rows, cols);
+    const st = await k.run(rank, inDtype, outT, { w: this.at.in, l: this.at.l, r: this.at.r, out }, rows, cols);
     const outBytes = k.bytes(out, rows * cols * DTYPE_SIZE[outT]);
     if (!st.finite) {
       const v = toF32(outT, outT === "F32" ? new Float32Array(outBytes.buffer, outBytes.byteOffset, rows * cols) : new Uint16Array(outBytes.buffer, outBytes.byteOffset, rows * cols));

@@ -1,3 +1,5 @@
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
 import { LoralabError } from "../errors.js";
 import { F64, I32, S, V128, encodeModule, op, uleb, vconstI32, vload, vstore } from "./wasm.js";
 
@@ -15,6 +17,7 @@ export interface LowRankStats {
   finite: boolean;
 }
 
+const MAX_CB = Number(process.env.LORALAB_CB ?? 2);
 const SIZE: Record<KernelDType, number> = { F32: 4, BF16: 2 };
 
 /** The fused kernel `rows(w, l, rp, out, rows, cols, stats)` for rank `r`, all pointers byte offsets:
@@ -23,11 +26,12 @@ const SIZE: Record<KernelDType, number> = { F32: 4, BF16: 2 };
  * L is row-major [rows, r]; R is packed in 4-column blocks, [cols/4][r][4], so each k is one v128 load at
  * a constant offset. One pass over the data: reading bf16 and writing bf16 are a shift and an integer
  * rounding in SIMD, no f32 copy of the tensor exists. cols must be a multiple of 4 and rows ≥ 1. */
-function kernelFunc(r: number, inT: KernelDType, outT: KernelDType) {
+function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) {
   const [w, l, rp, out, rows, cols, stats] = [0, 1, 2, 3, 4, 5, 6];
   const [wEnd, rpp] = [7, 8];
   const [dd, ww, md, re, bad] = [9, 10, 11, 12, 13];
-  const [d, wv, y, ddv, wwv, mdv, rev, badv, t] = [14, 15, 16, 17, 18, 19, 20, 21, 22];
+  const [wv, y, ddv, wwv, mdv, rev, badv, t, lk] = [14, 15, 16, 17, 18, 19, 20, 21, 22];
+  const dc = Array.from({ length: cb }, (_, c) => 23 + c);
   const s = op.simd;
   const b: number[] = [];
   const emit = (...xs: number[][]) => { for (const x of xs) b.push(...x); };
@@ -36,29 +40,38 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType) {
   emit(op.get(w), op.get(cols), op.i32(SIZE[inT]), [0x6c], op.i32Add, op.set(wEnd));
   emit(op.get(rp), op.set(rpp));
   for (const v of [ddv, wwv, mdv, rev, badv]) emit(zero, op.set(v));
-  emit(op.loop); // 4 columns per iteration
-  // Δ = Σ_k L[k]·R[k, j..j+3]
-  emit(op.get(rpp), vload(0), op.get(l), s(S.load32Splat, 2, ...uleb(0)), s(S.f32x4Mul));
-  for (let k = 1; k < r; k++) emit(op.get(rpp), vload(16 * k), op.get(l), s(S.load32Splat, 2, ...uleb(4 * k)), s(S.f32x4Mul), s(S.f32x4Add));
-  emit(op.set(d));
-  if (inT === "BF16") emit(op.get(w), s(S.load16x4U, 3, 0), op.i32(16), s(S.i32x4Shl), op.set(wv));
-  else emit(op.get(w), vload(0, 2), op.set(wv));
-  emit(op.get(wv), op.get(d), s(S.f32x4Add), op.set(y));
-  emit(op.get(ddv), op.get(d), op.get(d), s(S.f32x4Mul), s(S.f32x4Add), op.set(ddv));
-  emit(op.get(wwv), op.get(wv), op.get(wv), s(S.f32x4Mul), s(S.f32x4Add), op.set(wwv));
-  emit(op.get(mdv), op.get(d), s(S.f32x4Abs), s(S.f32x4Pmax), op.set(mdv));
-  emit(op.get(badv), op.get(y), op.get(y), s(S.f32x4Sub), s(S.f32x4Add), op.set(badv)); // y − y is NaN for NaN/±Inf
-  if (outT === "BF16") {
-    // round to nearest even on the bits: t = u + 0x7fff + ((u >> 16) & 1); the bf16 is t >> 16
-    emit(op.get(y), op.get(y), op.i32(16), s(S.i32x4ShrU), vconstI32(1), s(S.and), s(S.i32x4Add), vconstI32(0x7fff), s(S.i32x4Add), op.set(t));
-    emit(op.get(rev), op.get(t), vconstI32(0xffff0000 | 0), s(S.and), op.get(y), s(S.f32x4Sub), s(S.f32x4Abs), s(S.f32x4Pmax), op.set(rev));
-    // rounding up to ±Inf leaves rounding error Inf: counted as non-finite below
-    emit(op.get(badv), op.get(rev), op.get(rev), s(S.f32x4Sub), s(S.f32x4Add), op.set(badv));
-    emit(op.get(out), op.get(t), op.i32(16), s(S.i32x4ShrU), op.tee(t), op.get(t), s(S.i16x8NarrowI32x4U), s(S.store64Lane, 3, 0, 0));
-  } else emit(op.get(out), op.get(y), vstore(0, 2));
-  emit(op.get(rpp), op.i32(16 * r), op.i32Add, op.set(rpp));
-  emit(op.get(out), op.i32(4 * SIZE[outT]), op.i32Add, op.set(out));
-  emit(op.get(w), op.i32(4 * SIZE[inT]), op.i32Add, op.tee(w), op.get(wEnd), op.i32Ne, op.brIf(0));
+  emit(op.loop); // 4·cb columns per iteration
+  // Δ_c = Σ_k L[k]·R[k, 4c..4c+3] in k order; each L[k] is broadcast once for all blocks
+  for (let k = 0; k < r; k++) {
+    emit(op.get(l), s(S.load32Splat, 2, ...uleb(4 * k)), op.set(lk));
+    for (let c = 0; c < cb; c++) {
+      if (k > 0) emit(op.get(dc[c]));
+      emit(op.get(rpp), vload(16 * (c * r + k)), op.get(lk), s(S.f32x4Mul));
+      if (k > 0) emit(s(S.f32x4Add));
+      emit(op.set(dc[c]));
+    }
+  }
+  for (let c = 0; c < cb; c++) {
+    const d = dc[c];
+    if (inT === "BF16") emit(op.get(w), s(S.load16x4U, 3, ...uleb(8 * c)), op.i32(16), s(S.i32x4Shl), op.set(wv));
+    else emit(op.get(w), vload(16 * c, 2), op.set(wv));
+    emit(op.get(wv), op.get(d), s(S.f32x4Add), op.set(y));
+    emit(op.get(ddv), op.get(d), op.get(d), s(S.f32x4Mul), s(S.f32x4Add), op.set(ddv));
+    emit(op.get(wwv), op.get(wv), op.get(wv), s(S.f32x4Mul), s(S.f32x4Add), op.set(wwv));
+    emit(op.get(mdv), op.get(d), s(S.f32x4Abs), s(S.f32x4Pmax), op.set(mdv));
+    emit(op.get(badv), op.get(y), op.get(y), s(S.f32x4Sub), s(S.f32x4Add), op.set(badv)); // y − y is NaN for NaN/±Inf
+    if (outT === "BF16") {
+      // round to nearest even on the bits: t = u + 0x7fff + ((u >> 16) & 1); the bf16 is t >> 16
+      emit(op.get(y), op.get(y), op.i32(16), s(S.i32x4ShrU), vconstI32(1), s(S.and), s(S.i32x4Add), vconstI32(0x7fff), s(S.i32x4Add), op.set(t));
+      emit(op.get(rev), op.get(t), vconstI32(0xffff0000 | 0), s(S.and), op.get(y), s(S.f32x4Sub), s(S.f32x4Abs), s(S.f32x4Pmax), op.set(rev));
+      // rounding up to ±Inf leaves rounding error Inf: counted as non-finite below
+      emit(op.get(badv), op.get(rev), op.get(rev), s(S.f32x4Sub), s(S.f32x4Add), op.set(badv));
+      emit(op.get(out), op.get(t), op.i32(16), s(S.i32x4ShrU), op.tee(t), op.get(t), s(S.i16x8NarrowI32x4U), s(S.store64Lane, 3, ...uleb(8 * c), 0));
+    } else emit(op.get(out), op.get(y), vstore(16 * c, 2));
+  }
+  emit(op.get(rpp), op.i32(16 * r * cb), op.i32Add, op.set(rpp));
+  emit(op.get(out), op.i32(4 * cb * SIZE[outT]), op.i32Add, op.set(out));
+  emit(op.get(w), op.i32(4 * cb * SIZE[inT]), op.i32Add, op.tee(w), op.get(wEnd), op.i32Ne, op.brIf(0));
   emit(op.end);
   // fold the row's lanes into the f64 totals
   const lanes = (v: number, acc: number, combine: number[]) => {
@@ -72,35 +85,55 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType) {
   [dd, ww, md, re, bad].forEach((v, i) => emit(op.get(stats), op.get(v), op.f64Store(8 * i)));
   return {
     params: [I32, I32, I32, I32, I32, I32, I32], results: [],
-    locals: [I32, I32, F64, F64, F64, F64, F64, V128, V128, V128, V128, V128, V128, V128, V128, V128],
+    locals: [I32, I32, F64, F64, F64, F64, F64, ...Array<number>(9 + cb).fill(V128)],
     body: b, export: "rows",
   };
 }
 
 /** The few WebAssembly JS-API members used here (the project's lib setting has no DOM typings). */
-interface WasmMemory { readonly buffer: ArrayBuffer; grow(pages: number): number }
+interface WasmMemory { readonly buffer: ArrayBufferLike; grow(pages: number): number }
 declare const WebAssembly: {
-  Memory: new (d: { initial: number }) => WasmMemory;
+  Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
 };
 
 type RowsFn = (w: number, l: number, rp: number, out: number, rows: number, cols: number, stats: number) => void;
 
-/** Fused low-rank merge `out = round(W + L·R)` on WebAssembly SIMD over one growable memory that the caller
- * lays out (it reads tensors from files straight into it and writes results straight out of it). */
+const MAX_PAGES = 65536; // 4 GiB, the 32-bit limit; a shared memory must declare its maximum
+const MIN_SPLIT_ROWS = 64; // below this a helper thread costs more than it saves
+
+/** A helper thread: instantiates each kernel module on the shared memory and runs row ranges. Plain JS
+ * (eval) so it loads the same way from sources and from dist/. */
+const HELPER_SRC = `
+const { parentPort, workerData } = require("node:worker_threads");
+const fns = new Map();
+parentPort.on("message", (m) => {
+  let f = fns.get(m.key);
+  if (!f) { f = new WebAssembly.Instance(m.module, { env: { memory: workerData.memory } }).exports.rows; fns.set(m.key, f); }
+  f(...m.args);
+  parentPort.postMessage(0);
+});`;
+
+/** Fused low-rank merge `out = round(W + L·R)` on WebAssembly SIMD over one shared memory that the caller
+ * lays out (it reads tensors from files straight into it and writes results straight out of it). Large
+ * tensors are split by rows between this thread and one helper thread (the machines have 2 cores). */
 export class LowRankKernels {
-  readonly memory: WasmMemory = new WebAssembly.Memory({ initial: 1 });
-  private readonly fns = new Map<string, RowsFn>();
-  /** 40 bytes at offset 0 hold the statistics of the last call */
-  static readonly STATS = 0;
-  static readonly FIRST_FREE = 64;
+  readonly memory: WasmMemory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+  private readonly fns = new Map<string, { module: object; run: RowsFn }>();
+  private helper?: Worker;
+  /** two 40-byte statistics blocks (this thread's and the helper's) */
+  static readonly STATS = [0, 64];
+  static readonly FIRST_FREE = 128;
+
+  /** `threads`: 1 or 2 (default: 2 when the machine has more than one core; LORALAB_MERGE_THREADS overrides). */
+  constructor(private readonly threads = Number(process.env.LORALAB_MERGE_THREADS ?? Math.min(2, availableParallelism()))) {}
 
   /** Makes the memory at least `bytes` long (views taken before must be taken again). */
   reserve(bytes: number): void {
     const have = this.memory.buffer.byteLength;
     if (bytes > have) {
-      if (bytes > 4 * 2 ** 30 - 65536) throw new LoralabError(`tensor too large for the 4 GiB WebAssembly merge buffer (${bytes} bytes)`);
+      if (bytes > MAX_PAGES * 65536) throw new LoralabError(`tensor too large for the 4 GiB WebAssembly merge buffer (${bytes} bytes)`);
       this.memory.grow(Math.ceil((bytes - have) / 65536));
     }
   }
@@ -113,23 +146,61 @@ export class LowRankKernels {
     return new Float32Array(this.memory.buffer, offset, length);
   }
 
-  private fn(r: number, inT: KernelDType, outT: KernelDType): RowsFn {
-    const key = `${r}/${inT}/${outT}`;
+  private fn(key: string, build: () => Uint8Array): { module: object; run: RowsFn } {
     let f = this.fns.get(key);
     if (!f) {
-      const mod = new WebAssembly.Module(encodeModule([kernelFunc(r, inT, outT)]));
-      f = new WebAssembly.Instance(mod, { env: { memory: this.memory } }).exports.rows as RowsFn;
+      const module = new WebAssembly.Module(build());
+      f = { module, run: new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports.rows as RowsFn };
       this.fns.set(key, f);
     }
     return f;
   }
 
-  /** Runs the kernel over `rows` rows (pointers are byte offsets into `memory`). */
-  run(r: number, inT: KernelDType, outT: KernelDType, p: { w: number; l: number; r: number; out: number }, rows: number, cols: number): LowRankStats {
-    if (cols % 4 !== 0 || cols === 0 || rows === 0) throw new Error(`internal: low-rank kernel needs cols % 4 == 0 and rows > 0 (got ${rows}x${cols})`);
-    this.fn(r, inT, outT)(p.w, p.l, p.r, p.out, rows, cols, LowRankKernels.STATS);
-    const s = new Float64Array(this.memory.buffer, LowRankKernels.STATS, 5);
+  private stats(at: number): LowRankStats {
+    const s = new Float64Array(this.memory.buffer, at, 5);
     return { sumSqDelta: s[0], sumSqW: s[1], maxAbsDelta: s[2], maxRoundErr: s[3], finite: Number.isFinite(s[4]) && Number.isFinite(s[3]) };
+  }
+
+  /** Runs the kernel over `rows` rows (pointers are byte offsets into `memory`); `rowBytes` of w/out are
+   * cols × element size, L advances r floats per row. */
+  async run(r: number, inT: KernelDType, outT: KernelDType, p: { w: number; l: number; r: number; out: number }, rows: number, cols: number): Promise<LowRankStats> {
+    if (cols % 4 !== 0 || cols === 0 || rows === 0) throw new Error(`internal: low-rank kernel needs cols % 4 == 0 and rows > 0 (got ${rows}x${cols})`);
+    const cb = [4, 2, 1].find((c) => c <= MAX_CB && cols % (4 * c) === 0)!;
+    const key = `${r}/${inT}/${outT}/${cb}`;
+    const f = this.fn(key, () => encodeModule([kernelFunc(r, inT, outT, cb)], 1, MAX_PAGES));
+    const [S0, S1] = LowRankKernels.STATS;
+    if (this.threads < 2 || rows < 2 * MIN_SPLIT_ROWS) {
+      f.run(p.w, p.l, p.r, p.out, rows, cols, S0);
+      return this.stats(S0);
+    }
+    const h = rows >> 1;
+    const helper = this.helperThread();
+    const done = new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => { helper.off("message", onDone); reject(e); };
+      const onDone = () => { helper.off("error", onError); resolve(); };
+      helper.once("message", onDone).once("error", onError);
+    });
+    helper.ref();
+    helper.postMessage({ key, module: f.module, args: [p.w + h * cols * SIZE[inT], p.l + h * r * 4, p.r, p.out + h * cols * SIZE[outT], rows - h, cols, S1] });
+    f.run(p.w, p.l, p.r, p.out, h, cols, S0);
+    try { await done; } finally { helper.unref(); }
+    const a = this.stats(S0), b = this.stats(S1);
+    return {
+      sumSqDelta: a.sumSqDelta + b.sumSqDelta, sumSqW: a.sumSqW + b.sumSqW, maxAbsDelta: Math.max(a.maxAbsDelta, b.maxAbsDelta),
+      maxRoundErr: Math.max(a.maxRoundErr, b.maxRoundErr), finite: a.finite && b.finite,
+    };
+  }
+
+  private helperThread(): Worker {
+    this.helper ??= new Worker(HELPER_SRC, { eval: true, workerData: { memory: this.memory } });
+    return this.helper;
+  }
+
+  /** Stops the helper thread (the memory stays usable from this thread). */
+  async close(): Promise<void> {
+    const h = this.helper;
+    this.helper = undefined;
+    await h?.terminate();
   }
 }
 

@@ -72,10 +72,12 @@ function vec(items: number[][]): number[] {
 
 const name = (s: string) => { const b = [...new TextEncoder().encode(s)]; return [...uleb(b.length), ...b]; };
 
-/** Encodes a module that imports `env.memory` (at least `minPages` 64 KiB pages) and exports `funcs`. */
-export function encodeModule(funcs: FuncDef[], minPages = 1): Uint8Array {
+/** Encodes a module that imports `env.memory` (at least `minPages` 64 KiB pages; shared with at most
+ * `sharedMaxPages` when given, so worker threads can run on the same memory) and exports `funcs`. */
+export function encodeModule(funcs: FuncDef[], minPages = 1, sharedMaxPages?: number): Uint8Array {
   const types = funcs.map((f) => [0x60, ...vec(f.params.map((p) => [p])), ...vec(f.results.map((r) => [r]))]);
-  const imports = [[...name("env"), ...name("memory"), 0x02, 0x00, ...uleb(minPages)]];
+  const limits = sharedMaxPages === undefined ? [0x00, ...uleb(minPages)] : [0x03, ...uleb(minPages), ...uleb(sharedMaxPages)];
+  const imports = [[...name("env"), ...name("memory"), 0x02, ...limits]];
   const fnIdx = funcs.map((_, i) => uleb(i));
   const exports = funcs.map((f, i) => [...name(f.export), 0x00, ...uleb(i)]);
   const codes = funcs.map((f) => {

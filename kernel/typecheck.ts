@@ -83,6 +83,9 @@ export class NotebookTypes {
         ...kernelGlobals,
         "/** Aborted when the running cell is interrupted; pass it to long operations. */",
         "declare var abortSignal: AbortSignal;",
+        // Notebooks for this kernel import loralab: parse its declarations while warming up, not in the
+        // first cell that imports it (an unresolved import here only errs in this file, never shown).
+        'type __loralabApi = typeof import("loralab");',
         // @types/node declares `require`; without it, a loose one (cells get a real require).
         ...(hasNodeTypes ? [] : ["declare var require: (id: string) => any;"]),
       ].join("\n"),

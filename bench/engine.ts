@@ -5,7 +5,7 @@
  * measured in the same run (weight bytes read per token ÷ large-buffer copy bandwidth).
  *
  *   node --import tsx bench/engine.ts [--threads N] [--repeats R] [--rounds K] [--skip-7b] [--skip-stories] [--dir DIR] [--prepare]
- *                                     [--paired-rounds K] [--control]
+ *                                     [--paired-rounds K] [--control] [--no-prepack]
  * (--control adds a second session of the base model to the paired child: the noise floor of the ratios)
  * (--dir keeps the generated and merged models there and reuses them on the next run; --prepare only
  * writes them, so the timed run under the bench lock does not include writing gigabytes)
@@ -39,6 +39,8 @@ import { Tensor } from "../lib/tensor/tensor.js";
 
 const SHARED = process.env.LORALAB_SHARED_DATA ?? join(fileURLToPath(new URL("../../shared/data", import.meta.url)));
 const RANK = 16, ALPHA = 32;
+/** --no-prepack: sessions without ORT's weight prepacking (SessionOptions.prepack) */
+let prepack = true;
 const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.";
 
 function rng(seedText: string): () => number {
@@ -157,7 +159,7 @@ async function child(modelDir: string, config: string, threads: number | undefin
   const base = await openWeightSource(modelDir);
   const cfg = base.config;
   const source = config === "dynamic" ? new AdapterWeightSource(base, generatedAdapter(cfg)) : base;
-  const lm = await CausalLM.load(source, { threads, maxContext: Math.min(cfg.maxPositionEmbeddings, 512) });
+  const lm = await CausalLM.load(source, { threads, prepack, maxContext: Math.min(cfg.maxPositionEmbeddings, 512) });
   const tokenizer = await TextTokenizer.load(source.tokenizerDir);
   await source.close();
   const r = await benchLoaded({ lm, tokenizer, source: source.description }, config, { prompt: PROMPT, maxNewTokens: maxNew, repeats, warmup: 1, threads }, before);
@@ -174,7 +176,7 @@ async function interleaved(baseDir: string, mergedDir: string, threads: number |
     const base = await openWeightSource(dir);
     const src = dynamic ? new AdapterWeightSource(base, generatedAdapter(base.config)) : base;
     try {
-      return await CausalLM.load(src, { threads, maxContext: Math.min(base.config.maxPositionEmbeddings, 512) });
+      return await CausalLM.load(src, { threads, prepack, maxContext: Math.min(base.config.maxPositionEmbeddings, 512) });
     } finally {
       await src.close();
     }
@@ -210,8 +212,9 @@ async function interleaved(baseDir: string, mergedDir: string, threads: number |
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { threads: { type: "string" }, repeats: { type: "string" }, "skip-7b": { type: "boolean" }, dir: { type: "string" }, rounds: { type: "string" }, child: { type: "string", multiple: true }, "skip-stories": { type: "boolean" }, prepare: { type: "boolean" }, "paired-rounds": { type: "string" }, control: { type: "boolean" } } });
+  const { values } = parseArgs({ options: { threads: { type: "string" }, repeats: { type: "string" }, "skip-7b": { type: "boolean" }, dir: { type: "string" }, rounds: { type: "string" }, child: { type: "string", multiple: true }, "skip-stories": { type: "boolean" }, prepare: { type: "boolean" }, "paired-rounds": { type: "string" }, control: { type: "boolean" }, "no-prepack": { type: "boolean" } } });
   const threads = values.threads ? Number(values.threads) : undefined;
+  prepack = !values["no-prepack"];
   const repeats = values.repeats ? Number(values.repeats) : 3;
   const rounds = (name: string) => (values.rounds ? Number(values.rounds) : name === "stories260K" ? 5 : 2);
   if (values.child) {
@@ -222,7 +225,7 @@ async function main(): Promise<void> {
   const work = values.dir ?? mkdtempSync(join(tmpdir(), "loralab-bench-"));
   const script = fileURLToPath(import.meta.url);
   const run = (modelDir: string, config: string, maxNew: number, extra: string[] = []) => {
-    const args = ["--import", "tsx", script, "--child", modelDir, "--child", config, "--child", String(maxNew), "--repeats", String(repeats), ...(threads ? ["--threads", String(threads)] : []), ...extra];
+    const args = ["--import", "tsx", script, "--child", modelDir, "--child", config, "--child", String(maxNew), "--repeats", String(repeats), ...(threads ? ["--threads", String(threads)] : []), ...(prepack ? [] : ["--no-prepack"]), ...extra];
     return JSON.parse(execFileSync(process.execPath, args, { encoding: "utf8", maxBuffer: 1 << 26, stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!);
   };
   try {
@@ -287,7 +290,7 @@ async function main(): Promise<void> {
       out.paired = entry.paired;
       summary[name] = out;
     }
-    process.stdout.write(JSON.stringify({ date: new Date().toISOString(), threads: threads ?? null, repeats, copyBandwidthGBps: { parentBefore: bandwidthBefore.gbPerS, parentAfter: bandwidthAfter.gbPerS, perConfigChildren: all, used: bw }, summary, details: report }, null, 2) + "\n");
+    process.stdout.write(JSON.stringify({ date: new Date().toISOString(), threads: threads ?? null, prepack, repeats, copyBandwidthGBps: { parentBefore: bandwidthBefore.gbPerS, parentAfter: bandwidthAfter.gbPerS, perConfigChildren: all, used: bw }, summary, details: report }, null, 2) + "\n");
   } finally {
     if (!values.dir) rmSync(work, { recursive: true, force: true });
   }

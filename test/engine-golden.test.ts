@@ -81,6 +81,29 @@ async function load(src: WeightSource): Promise<CausalLM> {
   }
 }
 
+describe("stories260K golden values without ORT prepacking, external weights (SessionOptions.prepack = false)", () => {
+  it("prompt logits at every position and the greedy continuation", async () => {
+    const src = await openWeightSource(data("stories260K-hf"));
+    let lm: CausalLM;
+    try {
+      lm = await CausalLM.load(src, { threads: 1, prepack: false, external: true });
+    } finally {
+      await src.close();
+    }
+    try {
+      const p = golden.prompt_logits;
+      const { logits } = await lm.forward([p.ids], undefined, p.ids.length);
+      for (let t = 0; t < p.ids.length; t++) assert.equal(argmaxOf(logits.subarray(t * V, (t + 1) * V)), p.argmax_per_position[t], `argmax at ${t}`);
+      closeRel(logits.subarray((p.ids.length - 1) * V), p.last_position_logits, "last logits");
+      const ids = golden.greedy_from_bos.ids as number[];
+      const r = await generate(lm, ids.slice(0, 5), { maxNewTokens: 40, stopIds: [] });
+      assert.deepEqual(r.ids, ids.slice(5, 45));
+    } finally {
+      await lm.release();
+    }
+  });
+});
+
 for (const variant of ["stories260K-hf", "stories260K-hf/sharded"]) {
   describe(`stories260K golden values (${variant})`, () => {
     let lm: CausalLM;

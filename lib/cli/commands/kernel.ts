@@ -1,4 +1,4 @@
-import { LoralabError } from "../../errors.js";
+import { LoralabError, isLoralabError } from "../../errors.js";
 import { parseCommandArgs } from "../args.js";
 
 export const summary = "Jupyter kernel for TypeScript: install | list | uninstall | start";
@@ -58,7 +58,7 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
   } catch (e) {
-    if (e instanceof LoralabError) throw e;
+    if (isLoralabError(e)) throw e;
     throw new LoralabError(`${sub}: ${(e as Error).message}`);
   }
   throw new LoralabError(`unknown subcommand '${sub}'\n${HELP}`);

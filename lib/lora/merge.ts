@@ -124,6 +124,8 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
     });
     if (untie) plan.push({ ...plan.find((p) => p.name === embName)!, name: "lm_head.weight" });
     const shards = planShards(plan, o.maxShardSize ?? 5e9);
+    const order = shards.flatMap((sh) => sh.tensors.map((t) => t.name)); // the order the writer asks for them
+    const position = new Map(order.map((n, i) => [n, i]));
     const fast = new FastPath(plan.filter((p) => fastEligible(p, base.entry(source(p.name)).dtype, steps.get(p.name)))
       .map((p) => ({ p, rank: (lora.get(p.name) ?? []).reduce((a, j) => a + j.m.r, 0), inDtype: base.entry(source(p.name)).dtype })));
     let session: ort.InferenceSession | undefined; // the general path's ORT session, made on first use
@@ -137,6 +139,10 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           throwIfAborted(o.signal);
           const src = source(p.name);
           const e = base.entry(src);
+          // take this tensor's read (maybe started by the previous call) before starting the next one's
+          const mine = fast.has(p.name) ? fast.read(p.name, (into) => base.readBytes(src, into), e.byteLength) : undefined;
+          const next = order[(position.get(p.name) ?? -2) + 1];
+          if (next !== undefined) { const ns = source(next); fast.prefetch(next, (into) => base.readBytes(ns, into), base.entry(ns).byteLength); }
           done += numel(p.shape);
           o.onProgress?.({ phase: "merge", done, total, unit: "elements", label: p.name });
           if (!touched.has(p.name)) {
@@ -146,7 +152,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
             return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
           }
           const jobs = lora.get(p.name) ?? [];
-          if (fast.has(p.name)) return fast.merge(p, await base.readBytes(src, fast.input(e.byteLength)), e.dtype as KernelDType, jobs, reports);
+          if (mine) return fast.merge(p, await mine, e.dtype as KernelDType, jobs, reports);
           session ??= await deltaSession();
           const orig = (await base.read(src)).toF32(true);
           let w: Float32Array = orig; // copied before the first in-place change; ORT returns new arrays
@@ -254,9 +260,11 @@ function fastEligible(p: TensorPlan, inDtype: DType, st: ({ j: Job } | object)[]
 class FastPath {
   private readonly names: Set<string>;
   private k?: LowRankKernels;
-  private readonly at = { r: 0, l: 0, in: 0, out: [0, 0], end: 0 };
+  private readonly at = { r: 0, l: 0, in: [0, 0], out: [0, 0], end: 0 };
   private readonly copies: (Uint8Array | undefined)[] = [undefined, undefined];
-  private turn = { out: 0, copy: 0 };
+  private turn = { in: 0, out: 0, copy: 0 };
+  /** the next eligible tensor's read, started while the current one computes */
+  private ahead?: { name: string; bytes: Promise<Uint8Array> };
 
   /** `tensors`: the eligible tensors with their total LoRA rank and input dtype; regions are sized for the
    * largest. Two output regions: the writer may still be writing the previous tensor's. */
@@ -269,8 +277,9 @@ class FastPath {
       maxR = Math.max(maxR, rank * p.shape[1] * 4); maxL = Math.max(maxL, p.shape[0] * rank * 4);
     }
     const align = (x: number) => Math.ceil(x / 64) * 64;
-    this.at.r = LowRankKernels.FIRST_FREE; this.at.l = align(this.at.r + maxR); this.at.in = align(this.at.l + maxL);
-    this.at.out = [align(this.at.in + maxIn), align(this.at.in + maxIn) + align(maxOut)];
+    this.at.r = LowRankKernels.FIRST_FREE; this.at.l = align(this.at.r + maxR);
+    this.at.in = [this.at.l + align(maxL), this.at.l + align(maxL) + align(maxIn)];
+    this.at.out = [this.at.in[1] + align(maxIn), this.at.in[1] + align(maxIn) + align(maxOut)];
     this.at.end = this.at.out[1] + align(maxOut);
   }
 
@@ -288,9 +297,21 @@ class FastPath {
     return this.k;
   }
 
-  /** Where to read an eligible base tensor to (inside the kernel's memory). */
-  input(bytes: number): Uint8Array {
-    return this.kernels().bytes(this.at.in, bytes);
+  /** Reads an eligible tensor into the kernel's memory: the read started by `prefetch`, or a new one.
+   * Two input regions in turn: the next tensor's read lands beside the one being computed. */
+  read(name: string, read: (into: Uint8Array) => Promise<Uint8Array>, bytes: number): Promise<Uint8Array> {
+    const a = this.ahead;
+    this.ahead = undefined;
+    if (a?.name === name) return a.bytes;
+    return read(this.kernels().bytes(this.at.in[(this.turn.in ^= 1)], bytes));
+  }
+
+  /** Starts reading `name` (when eligible) so the disk/page-cache copy overlaps the current computation. */
+  prefetch(name: string | undefined, read: (into: Uint8Array) => Promise<Uint8Array>, bytes: number): void {
+    if (name === undefined || !this.has(name) || this.ahead) return;
+    const p = read(this.kernels().bytes(this.at.in[(this.turn.in ^= 1)], bytes));
+    p.catch(() => {}); // rethrown when taken; a merge that fails first never awaits it
+    this.ahead = { name, bytes: p };
   }
 
   async close(): Promise<void> { await this.k?.close(); }
@@ -299,7 +320,8 @@ class FastPath {
     const [rows, cols] = p.shape;
     const rank = jobs.reduce((a, j) => a + j.m.r, 0);
     const k = this.kernels();
-    if (bytes.byteOffset !== this.at.in || bytes.buffer !== k.memory.buffer) k.bytes(this.at.in, bytes.byteLength).set(bytes);
+    const inAt = bytes.byteOffset;
+    if (bytes.buffer !== k.memory.buffer || !this.at.in.includes(inAt)) throw new Error("internal: fast-path input outside the kernel memory");
     // L [rows, rank] row-major and R [rank, cols] packed; the scaling goes with B (as PEFT's s·(B·A))
     const L = k.f32(this.at.l, rows * rank);
     const Rs: { k: number; get: (k: number, j: number) => number }[] = [];
@@ -323,7 +345,7 @@ class FastPath {
     });
     const outT = p.dtype as KernelDType;
     const out = this.at.out[(this.turn.out ^= 1)];
-    const st = await k.run(rank, inDtype, outT, { w: this.at.in, l: this.at.l, r: this.at.r, out }, rows, cols);
+    const st = await k.run(rank, inDtype, outT, { w: inAt, l: this.at.l, r: this.at.r, out }, rows, cols);
     const outBytes = k.bytes(out, rows * cols * DTYPE_SIZE[outT]);
     if (!st.finite) {
       const v = toF32(outT, outT === "F32" ? new Float32Array(outBytes.buffer, outBytes.byteOffset, rows * cols) : new Uint16Array(outBytes.buffer, outBytes.byteOffset, rows * cols));

@@ -103,10 +103,10 @@ type RowsFn = (w: number, l: number, rp: number, out: number, rows: number, cols
 const MAX_PAGES = 65536; // 4 GiB, the 32-bit limit; a shared memory must declare its maximum
 const MIN_SPLIT_ROWS = 64; // below this a helper thread costs more than it saves
 
-/** A helper thread: instantiates each kernel module on the shared memory and runs row ranges. Plain JS
- * (eval) so it loads the same way from sources and from dist/. */
+/** A helper thread: instantiates each kernel module on the shared memory and runs row ranges. A plain JS
+ * module from a data: URL, so it loads the same way from sources, from dist/ and under any --input-type. */
 const HELPER_SRC = `
-const { parentPort, workerData } = require("node:worker_threads");
+import { parentPort, workerData } from "node:worker_threads";
 const fns = new Map();
 parentPort.on("message", (m) => {
   let f = fns.get(m.key);
@@ -192,7 +192,7 @@ export class LowRankKernels {
   }
 
   private helperThread(): Worker {
-    this.helper ??= new Worker(HELPER_SRC, { eval: true, workerData: { memory: this.memory } });
+    this.helper ??= new Worker(new URL(`data:text/javascript,${encodeURIComponent(HELPER_SRC)}`), { workerData: { memory: this.memory } });
     return this.helper;
   }
 

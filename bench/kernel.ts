@@ -1,5 +1,5 @@
 /** Kernel benchmark (prints JSON): start to first idle, first execute, round trip of `1 + 1` (median of
- * 50), idle RSS and (loralab only) a cell importing loralab, first and again, for the loralab kernel and — installed into a temp dir at bench time — tslab.
+ * 50), idle RSS (after 3 s idle) and (loralab only) then a cell importing loralab, first and again, for the loralab kernel and — installed into a temp dir at bench time — tslab.
  * Drives each kernel over zeromq with the Jupyter wire protocol, as a frontend does.
  * Usage: npx tsx bench/kernel.ts [--no-tslab] [--tslab-version 1.0.22] [--runs 50] */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -119,7 +119,7 @@ interface Result {
   roundtrip_1plus1_median_ms: number;
   roundtrip_1plus1_p90_ms: number;
   idle_rss_mib: number;
-  /** loralab only: a cell importing the loralab API (type-checked), the first time and again. */
+  /** loralab only, after the idle RSS: a cell importing the loralab API, the first time and again. */
   import_loralab_first_ms?: number;
   import_loralab_again_ms?: number;
 }
@@ -156,9 +156,10 @@ async function measure(kernel: string, argv: (connFile: string) => string[], run
     const times: number[] = [];
     for (let i = 0; i < runs; i++) times.push(await exec("1 + 1"));
     times.sort((a, b) => a - b);
-    const imports = importCell ? [await exec(importCell), await exec(importCell)] : undefined;
-    await new Promise((r) => setTimeout(r, 500));
+    // Idle a while, as a user typing the next cell (loralab builds its full type checker when idle).
+    await new Promise((r) => setTimeout(r, 3000));
     const rss = treeRssMiB(child.pid!);
+    const imports = importCell ? [await exec(importCell), await exec(importCell)] : undefined;
     await client.done(client.send("control", "shutdown_request", { restart: false }), 5000).catch(() => undefined);
     return {
       kernel,

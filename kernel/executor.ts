@@ -129,14 +129,18 @@ export class Executor {
    * even while it never settles. Errors come back as CellError. */
   async settle<T>(value: T | Promise<T>, signal: AbortSignal): Promise<T> {
     if (!(value instanceof Promise)) return value;
+    let onAbort = () => {};
     const interrupted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new InterruptedError("abort signal"));
       if (signal.aborted) reject(new InterruptedError("aborted before start"));
-      signal.addEventListener("abort", () => reject(new InterruptedError("abort signal")), { once: true });
+      else signal.addEventListener("abort", onAbort, { once: true });
     });
     try {
       return await Promise.race([value, interrupted]);
     } catch (e) {
       throw this.toCellError(e);
+    } finally {
+      signal.removeEventListener("abort", onAbort); // one request may settle many values
     }
   }
 

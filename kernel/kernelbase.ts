@@ -2,6 +2,7 @@
  * busy/idle status messages and run inside its request context; replies and iopub messages are handed
  * to the I/O thread. Handlers live in ./handlers, one module per group of message types. */
 import { writeSync } from "node:fs";
+import { performance } from "node:perf_hooks";
 import process from "node:process";
 import type { Worker } from "node:worker_threads";
 import { CommManager } from "./comm.js";
@@ -49,9 +50,11 @@ export class Kernel {
     io.on("message", (m: FromIo) => this.fromIo(m));
   }
 
-  /** No request running or queued. */
-  get idle(): boolean {
-    return !this.draining && this.queue.length === 0;
+  private lastActivity = performance.now();
+
+  /** How long no request has been running or queued (0 while one is). */
+  idleMs(): number {
+    return this.draining || this.queue.length ? 0 : performance.now() - this.lastActivity;
   }
 
   register(msgType: string, handler: Handler): void {
@@ -137,6 +140,7 @@ export class Kernel {
   /** Waits until the outputs a request is still rendering are published (including ones they start),
    * or until the request is interrupted. */
   async settleOutputs(ctx: RequestContext): Promise<void> {
+    if (!this.pendingOutputs.get(ctx)?.size) return;
     const aborted = new Promise<void>((resolve) => {
       if (ctx.abort.signal.aborted) resolve();
       ctx.abort.signal.addEventListener("abort", () => resolve(), { once: true });
@@ -218,6 +222,7 @@ export class Kernel {
     Atomics.store(this.interruptFlag, SLOT.LOOP_FLAG, 0);
     this.currentStartGeneration = Atomics.load(this.interruptFlag, SLOT.GENERATION);
     this.current = ctx;
+    this.lastActivity = performance.now();
     setLatestRequest(ctx);
     this.publish("status", { execution_state: "busy" }, { parent: msg });
     try {
@@ -235,6 +240,7 @@ export class Kernel {
       if (type.endsWith("_request")) this.reply("shell", msg, type.replace(/_request$/, "_reply"), { status: "error", ename: err.name, evalue: err.message, traceback: [String(err.stack)] });
     } finally {
       this.current = undefined;
+      this.lastActivity = performance.now();
       Atomics.store(this.interruptFlag, SLOT.HANDLING, 0);
       this.publish("status", { execution_state: "idle" }, { parent: msg });
     }

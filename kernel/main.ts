@@ -101,14 +101,20 @@ export async function startKernel(connectionFile: string): Promise<void> {
 
   // Warm up TypeScript at once, while the I/O thread binds its sockets (it answers kernel_info on its
   // own, so startup stays fast): the light checker first (execute requests queue behind it), then the
-  // full one with @types/node in idle time, so it rarely holds up a request.
+  // full one with @types/node once the kernel has been idle a while: its seconds of synchronous work
+  // should not hold up a first request that the light checker can answer (a frontend that runs all
+  // cells sends it right after kernel_info). A cell that needs the full checker builds it at once.
   const ready = new Promise<void>((resolve) => io.once("message", () => resolve()));
   await kernel.executor.load().catch(() => undefined); // a failure surfaces in the first execute
   await ready;
   const warmFull = () => {
     if (kernel.executor.fullyWarm) return;
-    if (kernel.idle) kernel.executor.warmFull();
-    else setTimeout(warmFull, 50);
+    const wait = FULL_WARMUP_IDLE_MS - kernel.idleMs();
+    if (wait <= 0) kernel.executor.warmFull();
+    else setTimeout(warmFull, Math.max(wait, 50));
   };
-  setTimeout(warmFull, 50);
+  setTimeout(warmFull, FULL_WARMUP_IDLE_MS);
 }
+
+/** Idle time after which the full type checker is built. */
+const FULL_WARMUP_IDLE_MS = 1000;

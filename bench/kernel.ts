@@ -1,7 +1,8 @@
 /** Kernel benchmark (prints JSON): start to first idle, first execute, round trip of `1 + 1` (median of
  * 50), idle RSS (after 3 s idle) and (loralab only) then a cell importing loralab, first and again, for the loralab kernel and — installed into a temp dir at bench time — tslab.
  * Drives each kernel over zeromq with the Jupyter wire protocol, as a frontend does.
- * Usage: npx tsx bench/kernel.ts [--no-tslab] [--tslab-version 1.0.22] [--runs 50] */
+ * Usage: npx tsx bench/kernel.ts [--no-tslab] [--tslab-version 1.0.22] [--runs 50] [--first-cell CODE]
+ * (--first-cell: the code of the first execute, default `1 + 1`). */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -124,6 +125,8 @@ interface Result {
   import_loralab_again_ms?: number;
 }
 
+let firstCell = "1 + 1";
+
 async function measure(kernel: string, argv: (connFile: string) => string[], runs: number, importCell?: string): Promise<Result> {
   const dir = mkdtempSync(join(tmpdir(), "kernel-bench-"));
   const conn = { transport: "tcp", ip: "127.0.0.1", key: randomUUID(), signature_scheme: "hmac-sha256", shell_port: 0, iopub_port: 0, stdin_port: 0, control_port: 0, hb_port: 0 };
@@ -152,7 +155,7 @@ async function measure(kernel: string, argv: (connFile: string) => string[], run
       if ((reply.content as { status: string }).status !== "ok") throw new Error(`${kernel}: '${code}' failed: ${JSON.stringify(reply.content)}`);
       return performance.now() - t;
     };
-    const first = await exec("1 + 1");
+    const first = await exec(firstCell);
     const times: number[] = [];
     for (let i = 0; i < runs; i++) times.push(await exec("1 + 1"));
     times.sort((a, b) => a - b);
@@ -192,7 +195,8 @@ function installTslab(version: string): string | undefined {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { "no-tslab": { type: "boolean" }, "tslab-version": { type: "string", default: "1.0.22" }, runs: { type: "string", default: "50" } } });
+  const { values } = parseArgs({ options: { "no-tslab": { type: "boolean" }, "tslab-version": { type: "string", default: "1.0.22" }, runs: { type: "string", default: "50" }, "first-cell": { type: "string" } } });
+  if (values["first-cell"]) firstCell = values["first-cell"];
   const runs = Number(values.runs);
   if (!existsSync(join(ROOT, "dist/kernel/main.js"))) throw new Error("build first: npx tsc -p .");
   const results: Result[] = [];
@@ -203,7 +207,7 @@ async function main(): Promise<void> {
     if (bin) results.push(await measure(`tslab@${values["tslab-version"]}`, (f) => [process.execPath, bin, "kernel", "--config-path", f], runs));
     else tslabNote = "tslab could not be installed";
   }
-  const out = { node: process.version, cpus: (await import("node:os")).cpus().length, runs, results, ...(tslabNote ? { note: tslabNote } : {}) };
+  const out = { node: process.version, cpus: (await import("node:os")).cpus().length, runs, first_cell: firstCell, results, ...(tslabNote ? { note: tslabNote } : {}) };
   process.stdout.write(JSON.stringify(out, null, 2) + "\n");
   process.exit(0);
 }

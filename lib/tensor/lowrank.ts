@@ -17,7 +17,8 @@ export interface LowRankStats {
   finite: boolean;
 }
 
-const MAX_CB = Number(process.env.LORALAB_CB ?? 2);
+/** Column blocks of 4 per loop iteration: 2 gives two independent add chains; 4 measured slower (spills). */
+const MAX_CB = 2;
 const SIZE: Record<KernelDType, number> = { F32: 4, BF16: 2 };
 
 /** The fused kernel `rows(w, l, rp, out, rows, cols, stats)` for rank `r`, all pointers byte offsets:
@@ -161,11 +162,11 @@ export class LowRankKernels {
     return { sumSqDelta: s[0], sumSqW: s[1], maxAbsDelta: s[2], maxRoundErr: s[3], finite: Number.isFinite(s[4]) && Number.isFinite(s[3]) };
   }
 
-  /** Runs the kernel over `rows` rows (pointers are byte offsets into `memory`); `rowBytes` of w/out are
-   * cols × element size, L advances r floats per row. */
+  /** Runs the kernel over `rows` rows (pointers are byte offsets into `memory`: W and out row-major
+   * [rows, cols], L [rows, r], R packed by `packR`). From 128 rows on, the helper thread takes the second half. */
   async run(r: number, inT: KernelDType, outT: KernelDType, p: { w: number; l: number; r: number; out: number }, rows: number, cols: number): Promise<LowRankStats> {
     if (cols % 4 !== 0 || cols === 0 || rows === 0) throw new Error(`internal: low-rank kernel needs cols % 4 == 0 and rows > 0 (got ${rows}x${cols})`);
-    const cb = [4, 2, 1].find((c) => c <= MAX_CB && cols % (4 * c) === 0)!;
+    const cb = [2, 1].find((c) => c <= MAX_CB && cols % (4 * c) === 0)!;
     const key = `${r}/${inT}/${outT}/${cb}`;
     const f = this.fn(key, () => encodeModule([kernelFunc(r, inT, outT, cb)], 1, MAX_PAGES));
     const [S0, S1] = LowRankKernels.STATS;

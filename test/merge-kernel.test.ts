@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
+import { ModelDir } from "../lib/io/model-dir.js";
+import { loadAdapter } from "../lib/lora/adapter.js";
+import { merge } from "../lib/lora/merge.js";
+import { type KernelDType, LowRankKernels, packR } from "../lib/tensor/lowrank.js";
+import { tempDir } from "./helpers/paths.js";
+
+/** bf16 bits -> number, written out from the format (sign, 8-bit exponent, 7-bit mantissa). */
+function bf16Value(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 7) & 0xff, mant = h & 0x7f;
+  if (exp === 0xff) return mant ? NaN : sign * Infinity;
+  if (exp === 0) return sign * mant * 2 ** -133;
+  return sign * (1 + mant / 128) * 2 ** (exp - 127);
+}
+
+/** Distance between neighbouring bf16 values around x (x normal). */
+const bf16Ulp = (x: number) => 2 ** (Math.floor(Math.log2(Math.abs(x))) - 7);
+
+let seed = 7;
+const rnd = () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 - 0.5; };
+
+interface Case { rows: number; cols: number; r: number; inT: KernelDType; outT: KernelDType; w: number[]; L: number[]; R: number[] }
+
+/** Lays a case out in a fresh kernel memory, runs it, returns output values and stats. */
+async function runCase(c: Case, threads = 1) {
+  const k = new LowRankKernels(threads);
+  const isz = c.inT === "F32" ? 4 : 2, osz = c.outT === "F32" ? 4 : 2;
+  const at = { r: 128, l: 128 + c.r * c.cols * 4 } as { r: number; l: number; w: number; out: number };
+  at.w = at.l + c.rows * c.r * 4; at.out = at.w + c.rows * c.cols * 4;
+  k.reserve(at.out + c.rows * c.cols * osz);
+  packR(k.f32(at.r, c.r * c.cols), c.r, c.cols, (q, j) => c.R[q * c.cols + j]);
+  k.f32(at.l, c.rows * c.r).set(c.L);
+  const wb = k.bytes(at.w, c.rows * c.cols * isz);
+  if (c.inT === "F32") new Float32Array(wb.buffer, wb.byteOffset, c.w.length).set(c.w);
+  else { const f = new Float32Array(c.w), u = new Uint32Array(f.buffer); new Uint16Array(wb.buffer, wb.byteOffset, c.w.length).set(Array.from(u, (x) => x >>> 16)); }
+  const st = await k.run(c.r, c.inT, c.outT, { w: at.w, l: at.l, r: at.r, out: at.out }, c.rows, c.cols);
+  const ob = k.bytes(at.out, c.rows * c.cols * osz);
+  const out = c.outT === "F32" ? Array.from(new Float32Array(ob.buffer, ob.byteOffset, c.rows * c.cols)) : Array.from(new Uint16Array(ob.buffer, ob.byteOffset, c.rows * c.cols), bf16Value);
+  await k.close();
+  return { st, out };
+}
+
+function randomCase(rows: number, cols: number, r: number, inT: KernelDType, outT: KernelDType): Case {
+  // W exactly representable in the input dtype (bf16: upper 16 bits of an f32)
+  const w = Array.from({ length: rows * cols }, () => { const x = new Float32Array([rnd() * 4]); if (inT === "BF16") new Uint32Array(x.buffer)[0] &= 0xffff0000; return x[0]; });
+  return { rows, cols, r, inT, outT, w, L: Array.from({ length: rows * r }, () => Math.fround(rnd() * 0.2)), R: Array.from({ length: r * cols }, () => Math.fround(rnd())) };
+}
+
+describe("low-rank merge kernel (WebAssembly SIMD)", function () {
+  this.timeout(60_000);
+
+  for (const [rows, cols, r, inT, outT] of [[3, 12, 5, "BF16", "BF16"], [5, 16, 16, "BF16", "BF16"], [4, 20, 3, "F32", "BF16"], [2, 8, 7, "F32", "F32"], [3, 24, 2, "BF16", "F32"]] as const) {
+    it(`${inT}->${outT} ${rows}x${cols} r=${r}: nearest value of W + L·R, statistics match float64`, async () => {
+      const c = randomCase(rows, cols, r, inT, outT);
+      const { st, out } = await runCase(c);
+      let dd = 0, ww = 0, md = 0, re = 0, maxY = 0;
+      for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
+        let d = 0;
+        for (let q = 0; q < r; q++) d += c.L[i * r + q] * c.R[q * cols + j];
+        const y = c.w[i * cols + j] + d, got = out[i * cols + j];
+        dd += d * d; ww += c.w[i * cols + j] ** 2; md = Math.max(md, Math.abs(d)); re = Math.max(re, Math.abs(got - y)); maxY = Math.max(maxY, Math.abs(y));
+        // fp32 arithmetic: within a few fp32 ulps of the exact value; rounded output: the nearest bf16 of it
+        const tol = outT === "F32" ? 1e-6 * (Math.abs(y) + 1) : 0.5 * bf16Ulp(y) + 1e-6 * (Math.abs(y) + 1);
+        assert.ok(Math.abs(got - y) <= tol, `(${i},${j}): got ${got}, exact ${y}`);
+      }
+      assert.ok(Math.abs(st.sumSqDelta - dd) <= 1e-5 * dd && Math.abs(st.sumSqW - ww) <= 1e-6 * ww);
+      assert.ok(Math.abs(st.maxAbsDelta - md) <= 1e-6 * md);
+      if (outT === "F32") assert.equal(st.maxRoundErr, 0);
+      else assert.ok(Math.abs(st.maxRoundErr - re) <= 1e-6 * (maxY + 1), `${st.maxRoundErr} vs ${re}`); // kernel: |round(y32) − y32|
+      assert.equal(st.finite, true);
+    });
+  }
+
+  it("rounds exact ties to even and large values to infinity (flagged non-finite)", async () => {
+    // L = 0: y = W exactly, so only the output rounding acts. 1 + 2^-8 lies halfway between 1 and 1 + 2^-7
+    // (odd mantissa): even is 1. 1 + 3·2^-8 lies between 1 + 2^-7 (odd) and 1 + 2^-6 (even): up.
+    const w = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8), 1 + 2 ** -8 + 2 ** -20];
+    const c: Case = { rows: 1, cols: 4, r: 1, inT: "F32", outT: "BF16", w, L: [0], R: [0, 0, 0, 0] };
+    const { st, out } = await runCase(c);
+    assert.deepEqual(out, [1, 1 + 2 ** -6, -1, 1 + 2 ** -7]);
+    assert.equal(st.finite, true);
+    assert.equal(st.maxRoundErr, 2 ** -8);
+    // bf16's largest finite value is (2 − 2^-7)·2^127 ≈ 3.3895e38; 3.4e38 is past the halfway point to 2^128
+    const big = await runCase({ ...c, w: [3.4e38, 1, 1, 1] });
+    assert.equal(big.out[0], Infinity);
+    assert.equal(big.st.finite, false);
+    const nan = await runCase({ ...c, inT: "BF16", w: [1, 1, 1, 1], L: [Infinity], R: [0, 1, 1, 1] }); // Inf·0 = NaN
+    assert.equal(nan.st.finite, false);
+  });
+
+  it("the helper thread's half gives the same bytes as one thread", async () => {
+    const c = randomCase(300, 40, 4, "BF16", "BF16");
+    const one = await runCase(c, 1), two = await runCase(c, 2);
+    assert.deepEqual(two.out, one.out);
+    assert.ok(Math.abs(two.st.sumSqDelta - one.st.sumSqDelta) <= 1e-9 * one.st.sumSqDelta);
+    assert.equal(two.st.maxAbsDelta, one.st.maxAbsDelta);
+  });
+});
+
+describe("merge fast path on bf16 models", function () {
+  this.timeout(120_000);
+  const tmp = tempDir();
+  after(() => tmp.cleanup());
+
+  it("bf16 base -> bf16: every merged tensor is the nearest bf16 of the float64 W + s·B·A; others byte-identical", async () => {
+    const b = join(tmp.path, "b"), a = join(tmp.path, "a"), out = join(tmp.path, "o");
+    // intermediate 132: cols % 8 = 4 (one column block per iteration) on down_proj; 160 rows of q_proj split between two threads
+    await generateLlamaModel(b, { hiddenSize: 160, intermediateSize: 132, numLayers: 1, numHeads: 4, numKvHeads: 2, vocabSize: 30, dtype: "BF16", seed: 11 });
+    await generateLoraAdapter(a, b, { r: 4, alpha: 8, targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], seed: 12, dtype: "BF16" });
+    const rep = await merge({ base: b, adapters: [{ path: a, weight: 0.8 }], out });
+    const ad = await loadAdapter(a), base = await ModelDir.open(b), m = await ModelDir.open(out);
+    try {
+      for (const name of base.names()) {
+        const mod = ad.modules.get(name);
+        if (!mod) { assert.deepEqual(await m.readBytes(name), await base.readBytes(name), name); continue; }
+        assert.equal(m.entry(name).dtype, "BF16");
+        const w = (await base.read(name)).toF32(), got = (await m.read(name)).toF32();
+        const [rows, cols] = base.entry(name).shape, A = mod.A.toF32(), B = mod.B.toF32(), s = mod.scaling * 0.8;
+        let dd = 0, ww = 0;
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
+          let d = 0;
+          for (let q = 0; q < mod.r; q++) d += B[i * mod.r + q] * A[q * cols + j];
+          const y = w[i * cols + j] + s * d;
+          dd += (s * d) ** 2; ww += w[i * cols + j] ** 2;
+          assert.ok(Math.abs(got[i * cols + j] - y) <= 0.5 * bf16Ulp(y) + 1e-6 * Math.abs(y), `${name}[${i},${j}]: ${got[i * cols + j]} vs ${y}`);
+        }
+        const r = rep.modules.find((x) => x.tensor === name)!;
+        assert.ok(Math.abs(r.relDelta - Math.sqrt(dd / ww)) <= 1e-4 * r.relDelta, `${name} relDelta`);
+        assert.ok(r.roundingError > 0 && r.roundingError <= 2 ** -8 * 4);
+      }
+      assert.equal(rep.modules.length, 7);
+    } finally { await base.close(); await m.close(); }
+  });
+});

@@ -1,18 +1,22 @@
 import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
-import * as vega from "vega";
-import * as vl from "vega-lite";
+import type * as Vega from "vega";
 import type { TopLevelSpec } from "vega-lite";
 import { LoralabError } from "../errors.js";
 
 /** Parsed Vega runtimes keyed by the spec without its inline `datasets`: a plot that only changes its data
  * (a histogram re-drawn for another group size, a widget update) skips the Vega-Lite compile and Vega
  * parse and only re-runs the dataflow. */
-const runtimeCache = new Map<string, vega.Runtime>();
+const runtimeCache = new Map<string, Vega.Runtime>();
 const RUNTIME_CACHE_SIZE = 64;
 
-function runtimeFor(spec: TopLevelSpec): { runtime: vega.Runtime; datasets: Record<string, unknown[]> } {
+// vega + vega-lite take ~0.5 s to load: only when the first plot is rendered, not with the package
+let libraries: Promise<[typeof import("vega"), typeof import("vega-lite")]> | undefined;
+const loadVega = () => (libraries ??= Promise.all([import("vega"), import("vega-lite")]));
+
+async function runtimeFor(spec: TopLevelSpec): Promise<{ runtime: Vega.Runtime; datasets: Record<string, unknown[]>; vega: typeof import("vega") }> {
+  const [vega, vl] = await loadVega();
   const { datasets = {}, ...structure } = spec as TopLevelSpec & { datasets?: Record<string, unknown[]> };
   const empty = Object.fromEntries(Object.keys(datasets).map((name) => [name, []]));
   const shape = { ...structure, datasets: empty } as TopLevelSpec;
@@ -22,13 +26,13 @@ function runtimeFor(spec: TopLevelSpec): { runtime: vega.Runtime; datasets: Reco
   else runtime = vega.parse(vl.compile(shape).spec);
   runtimeCache.set(key, runtime);
   if (runtimeCache.size > RUNTIME_CACHE_SIZE) runtimeCache.delete(runtimeCache.keys().next().value!);
-  return { runtime, datasets };
+  return { runtime, datasets, vega };
 }
 
 /** Renders a Vega-Lite spec to a self-contained SVG string, server-side (no browser, no canvas). Data must
  * be given inline, preferably as top-level `datasets` so the compiled spec can be reused. */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
-  const { runtime, datasets } = runtimeFor(spec);
+  const { runtime, datasets, vega } = await runtimeFor(spec);
   const view = new vega.View(runtime, { renderer: "none", logLevel: 1 /* vega.Error: keep warnings out of notebook output */ });
   try {
     // vega tags the row objects it ingests: give it copies so the plot's spec stays plain data

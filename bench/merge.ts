@@ -1,8 +1,9 @@
 // Merge throughput vs plain file copy on a generated bf16 model with Llama-2-7B layer shapes (JSON on stdout).
-// usage: npx tsx bench/merge.ts [--layers 4] [--repeats 3] [--dir DIR]
+// usage: npx tsx bench/merge.ts [--layers 4] [--repeats 3] [--dir DIR]   (LORALAB_MERGE_THREADS=1|2 is passed on)
+// The machines are shared: loadAverage (1-minute, before/after) says how busy the cores were during the run.
 import { execFileSync } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
@@ -32,6 +33,7 @@ try {
   let bytes = 0;
   for (const f of shards) bytes += (await stat(join(base, f))).size;
   const copy: number[] = [], mergeS: number[] = [], rss: number[] = [];
+  const load0 = loadavg()[0];
   for (let i = 0; i < repeats; i++) {
     const c = join(work, "copy");
     await mkdir(c, { recursive: true });
@@ -51,6 +53,8 @@ try {
   process.stdout.write(JSON.stringify({
     modelBytes: bytes, layers, repeats, copySeconds: copy, mergeSeconds: mergeS, copyGBps: copyGBs, mergeGBps: mergeGBs,
     ratio: mergeGBs / copyGBs, peakRssBytes: Math.max(...rss), targets: { ratio: 0.5, peakRssBytes: 1.5e9 },
+    cores: availableParallelism(), mergeThreads: Number(process.env.LORALAB_MERGE_THREADS ?? Math.min(2, availableParallelism())),
+    loadAverage: [load0, loadavg()[0]],
   }, null, 2) + "\n");
 } finally {
   if (!values.dir) await rm(work, { recursive: true, force: true });

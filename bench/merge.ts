@@ -7,6 +7,7 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
+import { defaultThreads } from "../lib/tensor/lowrank.js";
 
 const CHILD = process.env.LORALAB_BENCH_CHILD;
 if (CHILD) {
@@ -53,7 +54,7 @@ try {
   process.stdout.write(JSON.stringify({
     modelBytes: bytes, layers, repeats, copySeconds: copy, mergeSeconds: mergeS, copyGBps: copyGBs, mergeGBps: mergeGBs,
     ratio: mergeGBs / copyGBs, peakRssBytes: Math.max(...rss), targets: { ratio: 0.5, peakRssBytes: 1.5e9 },
-    cores: availableParallelism(), mergeThreads: Number(process.env.LORALAB_MERGE_THREADS ?? Math.min(2, availableParallelism())),
+    cores: availableParallelism(), mergeThreads: defaultThreads(),
     loadAverage: [load0, loadavg()[0]],
   }, null, 2) + "\n");
 } finally {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
 import { ModelDir } from "../lib/io/model-dir.js";
+import { SafetensorsFile, writeSafetensors } from "../lib/io/safetensors.js";
 import { loadAdapter } from "../lib/lora/adapter.js";
 import { merge } from "../lib/lora/merge.js";
 import { type KernelDType, LowRankKernels, packR } from "../lib/tensor/lowrank.js";
@@ -132,5 +133,29 @@ describe("merge fast path on bf16 models", function () {
       }
       assert.equal(rep.modules.length, 7);
     } finally { await base.close(); await m.close(); }
+  });
+});
+
+describe("streaming writer as the merge uses it", () => {
+  const tmp = tempDir();
+  after(() => tmp.cleanup());
+
+  it("pipelined chunks through two reused buffers, background syncs: the file reads back byte for byte", async () => {
+    const a = Uint8Array.from({ length: 4000 }, (_, i) => (i * 7) & 255), b = Uint8Array.from({ length: 24 }, (_, i) => 255 - i);
+    const bufs = [new Uint8Array(1000), new Uint8Array(1000)];
+    let turn = 0;
+    async function* chunks(src: Uint8Array) { // like FastPath.copyChunks: each chunk overwrites the buffer used two chunks ago
+      for (let at = 0; at < src.length; at += 1000) { const buf = bufs[(turn ^= 1)]; buf.set(src.subarray(at, at + 1000)); yield buf.subarray(0, Math.min(1000, src.length - at)); }
+    }
+    const path = join(tmp.path, "x.safetensors");
+    await writeSafetensors(path, [{ name: "a", dtype: "U8", shape: [4000] }, { name: "b", dtype: "F32", shape: [2, 3] }],
+      (t) => (t.name === "a" ? chunks(a) : b), undefined, { pipelined: true, syncEvery: 1500 });
+    const f = await SafetensorsFile.open(path);
+    try {
+      assert.deepEqual(await f.readBytes("a"), a);
+      assert.deepEqual(await f.readBytes("b"), b);
+      assert.deepEqual(await f.readRange("a", 1500, new Uint8Array(10)), a.subarray(1500, 1510));
+    } finally { await f.close(); }
+    await assert.rejects(writeSafetensors(path, [{ name: "a", dtype: "U8", shape: [4000] }], () => chunks(a.subarray(0, 3000)), undefined, { pipelined: true }), /produced 3000 bytes, planned 4000/);
   });
 });

@@ -66,6 +66,19 @@ export class SafetensorsFile {
     return buf;
   }
 
+  /** `into.byteLength` bytes of the tensor from byte `start` of its data, read into `into`. */
+  async readRange(name: string, start: number, into: Uint8Array): Promise<Uint8Array> {
+    const e = this.entry(name);
+    if (start < 0 || start + into.byteLength > e.byteLength) throw new Error(`internal: range ${start}+${into.byteLength} outside tensor '${name}' (${e.byteLength} bytes)`);
+    let done = 0;
+    while (done < into.byteLength) {
+      const { bytesRead } = await this.fh.read(into, done, into.byteLength - done, e.offset + start + done);
+      if (bytesRead === 0) throw new LoralabError(`${this.path}: file ended while reading tensor '${name}' (truncated file?)`);
+      done += bytesRead;
+    }
+    return into;
+  }
+
   async read(name: string): Promise<Tensor> {
     const e = this.entry(name);
     return new Tensor(e.dtype, e.shape, viewAs(e.dtype, await this.readBytes(name)));
@@ -163,9 +176,12 @@ export function encodeHeader(tensors: readonly TensorPlan[], metadata: Record<st
   return out;
 }
 
+/** A tensor's bytes: whole, or in chunks (streamed; e.g. a large tensor copied through a small buffer). */
+export type TensorBytes = Uint8Array | AsyncIterable<Uint8Array>;
+
 export interface WriteOptions {
-  /** Overlap writing tensor i with producing tensor i+1 (one write in flight). The producer must then leave
-   * the bytes it returned for tensor i untouched until it returns tensor i+1 (two buffers used in turn). */
+  /** Overlap writing tensor (or chunk) i with producing i+1 (one write in flight). The producer must then
+   * leave the bytes it returned for i untouched until it returns i+1 (two buffers used in turn). */
   pipelined?: boolean;
   /** Start a background fdatasync after roughly this many bytes, so the disk writes while the producer
    * computes instead of all at the final sync (the kernel would otherwise hold them dirty in memory). */
@@ -177,7 +193,7 @@ export interface WriteOptions {
 export async function writeSafetensors(
   path: string,
   tensors: readonly TensorPlan[],
-  produce: (t: TensorPlan, index: number) => Promise<Uint8Array> | Uint8Array,
+  produce: (t: TensorPlan, index: number) => Promise<TensorBytes> | TensorBytes,
   metadata?: Record<string, string>,
   opts: WriteOptions = {},
 ): Promise<number> {
@@ -189,21 +205,26 @@ export async function writeSafetensors(
     await writeAll(fh, header);
     let total = header.length, sinceSync = 0;
     for (let i = 0; i < tensors.length; i++) {
-      const bytes = await produce(tensors[i], i);
+      const produced = await produce(tensors[i], i);
       const expected = planBytes(tensors[i]);
-      if (bytes.byteLength !== expected) throw new Error(`internal: tensor '${tensors[i].name}' produced ${bytes.byteLength} bytes, planned ${expected}`);
-      await pending;
-      pending = writeAll(fh, bytes);
-      pending.catch(() => {}); // rethrown by the next await; not an unhandled rejection while produce runs
-      if (!opts.pipelined) await pending;
-      total += bytes.byteLength;
-      sinceSync += bytes.byteLength;
-      if (opts.syncEvery && sinceSync >= opts.syncEvery) {
-        sinceSync = 0;
-        const p = pending.then(() => fh.datasync());
-        p.catch(() => {}); // awaited below; keeps an early failure from being unhandled meanwhile
-        syncs.push(p);
+      let n = 0;
+      for await (const bytes of produced instanceof Uint8Array ? [produced] : produced) {
+        n += bytes.byteLength;
+        if (n > expected) break;
+        await pending;
+        pending = writeAll(fh, bytes);
+        pending.catch(() => {}); // rethrown by the next await; not an unhandled rejection while produce runs
+        if (!opts.pipelined) await pending;
+        sinceSync += bytes.byteLength;
+        if (opts.syncEvery && sinceSync >= opts.syncEvery) {
+          sinceSync = 0;
+          const p = pending.then(() => fh.datasync());
+          p.catch(() => {}); // awaited below; keeps an early failure from being unhandled meanwhile
+          syncs.push(p);
+        }
       }
+      if (n !== expected) throw new Error(`internal: tensor '${tensors[i].name}' produced ${n > expected ? "more than" : n} bytes, planned ${expected}`);
+      total += n;
     }
     await pending;
     await Promise.all(syncs);

@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type TensorPlan, type WriteOptions, planBytes, writeSafetensors } from "./safetensors.js";
+import { type TensorBytes, type TensorPlan, type WriteOptions, planBytes, writeSafetensors } from "./safetensors.js";
 
 export interface ShardPlan {
   file: string;
@@ -37,7 +37,7 @@ export function planShards(tensors: readonly TensorPlan[], maxShardBytes: number
 export async function writeShardedModel(
   dir: string,
   shards: ShardPlan[],
-  produce: (t: TensorPlan) => Promise<Uint8Array> | Uint8Array,
+  produce: (t: TensorPlan) => Promise<TensorBytes> | TensorBytes,
   opts: WriteOptions = {},
 ): Promise<void> {
   for (const shard of shards) {

@@ -5,7 +5,7 @@ import { createSession, ort } from "../engine/session.js";
 import { LoralabError, throwIfAborted } from "../errors.js";
 import { AtomicOutputDir } from "../io/output-dir.js";
 import { ModelDir } from "../io/model-dir.js";
-import type { TensorPlan } from "../io/safetensors.js";
+import type { SafetensorsFile, TensorPlan } from "../io/safetensors.js";
 import { planShards, writeShardedModel } from "../io/sharded-writer.js";
 import { lazyDisplay } from "../plot/display-cache.js";
 import type { LongTaskOptions } from "../progress.js";
@@ -134,7 +134,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
     const total = plan.reduce((a, p) => a + numel(p.shape), 0);
     try {
       await AtomicOutputDir.write(o.out, { overwrite: o.overwrite }, async (dir) => {
-        // pipelined: FastPath hands out two output and two copy buffers in turn, as the writer requires
+        // pipelined: FastPath hands out two output regions and two copy chunks in turn, as the writer requires
         await writeShardedModel(dir.path, shards, async (p) => {
           throwIfAborted(o.signal);
           const src = source(p.name);
@@ -146,7 +146,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           done += numel(p.shape);
           o.onProgress?.({ phase: "merge", done, total, unit: "elements", label: p.name });
           if (!touched.has(p.name)) {
-            if (p.dtype === e.dtype) return base.readBytes(src, fast.copyBuffer(e.byteLength));
+            if (p.dtype === e.dtype) return fast.copyChunks(base.fileOf(src), src, e.byteLength);
             const t = await base.read(src);
             const v = fromF32(p.dtype, t.toF32());
             return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
@@ -241,6 +241,8 @@ function moduleReport(name: string, jobs: Job[], relDelta: number, maxAbsDelta: 
 const KERNEL_DTYPES: readonly DType[] = ["F32", "BF16"];
 /** Background fdatasync interval: the disk writes during the merge instead of at each shard's end. */
 const SYNC_EVERY = 256 * 2 ** 20;
+/** Chunk size for tensors copied unchanged. */
+const COPY_CHUNK = 32 * 2 ** 20;
 /** Above this many bytes (input + output) a tensor takes the general path: the kernel's memory is 32-bit. */
 const FAST_MAX_BYTES = 1.5 * 2 ** 30;
 
@@ -285,11 +287,14 @@ class FastPath {
 
   has(name: string): boolean { return this.names.has(name); }
 
-  /** A reusable buffer for tensors copied unchanged (two in turn, grown, never shrunk). */
-  copyBuffer(bytes: number): Uint8Array {
-    const i = (this.turn.copy ^= 1);
-    if (!this.copies[i] || this.copies[i]!.byteLength < bytes) this.copies[i] = new Uint8Array(bytes);
-    return this.copies[i]!;
+  /** A tensor copied unchanged, streamed in chunks through two small buffers in turn (the writer writes one
+   * while the next is read), so a large embedding needs no tensor-sized buffer. */
+  async *copyChunks(file: SafetensorsFile, name: string, bytes: number): AsyncGenerator<Uint8Array> {
+    for (let at = 0; at < bytes; at += COPY_CHUNK) {
+      const i = (this.turn.copy ^= 1);
+      this.copies[i] ??= new Uint8Array(COPY_CHUNK);
+      yield await file.readRange(name, at, this.copies[i]!.subarray(0, Math.min(COPY_CHUNK, bytes - at)));
+    }
   }
 
   private kernels(): LowRankKernels {

@@ -104,6 +104,11 @@ type RowsFn = (w: number, l: number, rp: number, out: number, rows: number, cols
 const MAX_PAGES = 65536; // 4 GiB, the 32-bit limit; a shared memory must declare its maximum
 const MIN_SPLIT_ROWS = 64; // below this a helper thread costs more than it saves
 
+export function defaultThreads(): number {
+  const env = Number(process.env.LORALAB_MERGE_THREADS);
+  return env >= 1 ? Math.min(2, Math.floor(env)) : availableParallelism() >= 3 ? 2 : 1;
+}
+
 /** A helper thread: instantiates each kernel module on the shared memory and runs row ranges. A plain JS
  * module from a data: URL, so it loads the same way from sources, from dist/ and under any --input-type. */
 const HELPER_SRC = `
@@ -118,7 +123,7 @@ parentPort.on("message", (m) => {
 
 /** Fused low-rank merge `out = round(W + L·R)` on WebAssembly SIMD over one shared memory that the caller
  * lays out (it reads tensors from files straight into it and writes results straight out of it). Large
- * tensors are split by rows between this thread and one helper thread (the machines have 2 cores). */
+ * tensors are split by rows between this thread and one helper thread (see `defaultThreads`). */
 export class LowRankKernels {
   readonly memory: WasmMemory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
   private readonly fns = new Map<string, { module: object; run: RowsFn }>();
@@ -127,8 +132,10 @@ export class LowRankKernels {
   static readonly STATS = [0, 64];
   static readonly FIRST_FREE = 128;
 
-  /** `threads`: 1 or 2 (default: 2 when the machine has more than one core; LORALAB_MERGE_THREADS overrides). */
-  constructor(private readonly threads = Number(process.env.LORALAB_MERGE_THREADS ?? Math.min(2, availableParallelism()))) {}
+  /** `threads`: 1 or 2. Default: 2 from 3 cores on, else 1 — one core stays free for the file reads and
+   * writes running beside the kernel (on the shared 2-core machines a helper measured no faster, and the
+   * writes then waited longer). LORALAB_MERGE_THREADS overrides. */
+  constructor(private readonly threads = defaultThreads()) {}
 
   /** Makes the memory at least `bytes` long (views taken before must be taken again). */
   reserve(bytes: number): void {

@@ -186,6 +186,9 @@ export interface WriteOptions {
   /** Start a background fdatasync after roughly this many bytes, so the disk writes while the producer
    * computes instead of all at the final sync (the kernel would otherwise hold them dirty in memory). */
   syncEvery?: number;
+  /** Return once the last write is issued and hand over the final write-out, sync and close as a promise
+   * (the caller must await it), so the next file can be produced meanwhile. */
+  deferFinish?: (finish: Promise<void>) => void;
 }
 
 /** Writes one safetensors file tensor by tensor: the header first (from the plan), then each tensor's
@@ -200,10 +203,12 @@ export async function writeSafetensors(
   const fh = await open(path, "w");
   let pending: Promise<void> = Promise.resolve();
   const syncs: Promise<void>[] = [];
+  let total = 0;
   try {
     const header = encodeHeader(tensors, metadata);
     await writeAll(fh, header);
-    let total = header.length, sinceSync = 0;
+    total = header.length;
+    let sinceSync = 0;
     for (let i = 0; i < tensors.length; i++) {
       const produced = await produce(tensors[i], i);
       const expected = planBytes(tensors[i]);
@@ -226,15 +231,28 @@ export async function writeSafetensors(
       if (n !== expected) throw new Error(`internal: tensor '${tensors[i].name}' produced ${n > expected ? "more than" : n} bytes, planned ${expected}`);
       total += n;
     }
-    await pending;
-    await Promise.all(syncs);
-    await fh.sync();
-    return total;
-  } finally {
-    await pending.catch(() => {}); // never close under a write still in flight (its error was thrown above)
+  } catch (e) {
+    await pending.catch(() => {}); // never close under a write still in flight (its error is the one thrown)
     await Promise.allSettled(syncs);
     await fh.close();
+    throw e;
   }
+  const finish = (async () => {
+    try {
+      await pending;
+      await Promise.all(syncs);
+      await fh.sync();
+    } finally {
+      await pending.catch(() => {});
+      await Promise.allSettled(syncs);
+      await fh.close();
+    }
+  })();
+  if (opts.deferFinish) {
+    finish.catch(() => {}); // the caller awaits it
+    opts.deferFinish(finish);
+  } else await finish;
+  return total;
 }
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {

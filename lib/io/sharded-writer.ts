@@ -40,8 +40,14 @@ export async function writeShardedModel(
   produce: (t: TensorPlan) => Promise<TensorBytes> | TensorBytes,
   opts: WriteOptions = {},
 ): Promise<void> {
-  for (const shard of shards) {
-    await writeSafetensors(join(dir, shard.file), shard.tensors, produce, { format: "pt" }, opts);
+  // pipelined: each shard's final sync and close run while the next shard is produced
+  const finishing: Promise<void>[] = [];
+  const defer = opts.pipelined ? { deferFinish: (p: Promise<void>) => void finishing.push(p) } : {};
+  try {
+    for (const shard of shards) await writeSafetensors(join(dir, shard.file), shard.tensors, produce, { format: "pt" }, { ...opts, ...defer });
+    await Promise.all(finishing);
+  } finally {
+    await Promise.allSettled(finishing);
   }
   if (shards.length > 1) {
     const weightMap: Record<string, string> = {};

@@ -53,6 +53,33 @@ export class OrtMath {
     return { data: out.data as Float32Array, rows: Number(out.dims[0]), cols: Number(out.dims[1]) };
   }
 
+  /** Upper block triangle of XᵀX for X (tokens × K) as one run(): X is transposed and split into row
+   * blocks of Xᵀ inside the graph (one copy each), then one Gemm (transB, the natural inner-contiguous
+   * layout) per block pair (i ≤ j). Returns the blocks keyed `i,j` (rows of block i × columns of block j). */
+  async gramUpper(X: Float32Array, tokens: number, K: number, bs: number): Promise<Map<string, Mat>> {
+    const sizes: number[] = [];
+    for (let b = 0; b < K; b += bs) sizes.push(Math.min(bs, K - b));
+    const nb = sizes.length;
+    const session = await this.session(`gram:${K}:${bs}`, () => {
+      const g = new GraphBuilder("gram");
+      g.input("X", "F32", ["t", K]);
+      const xt = g.op("Transpose", ["X"], { perm: [1, 0] });
+      const parts = sizes.map((_, i) => `P${i}`);
+      if (nb === 1) g.node("Identity", [xt], parts);
+      else g.node("Split", [xt, g.initializer("sizes", "I64", [nb], new Uint8Array(BigInt64Array.from(sizes.map(BigInt)).buffer))], parts, { axis: 0 });
+      for (let i = 0; i < nb; i++)
+        for (let j = i; j < nb; j++) {
+          g.node("Gemm", [parts[i], parts[j]], [`Y${i}_${j}`], { transB: 1 });
+          g.output(`Y${i}_${j}`, "F32", [sizes[i], sizes[j]]);
+        }
+      return g.toBytes();
+    });
+    const out = await session.run({ X: new ort.Tensor("float32", X, [tokens, K]) });
+    const blocks = new Map<string, Mat>();
+    for (let i = 0; i < nb; i++) for (let j = i; j < nb; j++) blocks.set(`${i},${j}`, { data: out[`Y${i}_${j}`].data as Float32Array, rows: sizes[i], cols: sizes[j] });
+    return blocks;
+  }
+
   /** E[g, n] = mean over t of (Σ_j X[g, t, j]·D[g, j, n])²: per-group partial-product errors (AWQ clip
    * search) as one batched MatMul. X: (groups, tokens, G), D: (groups, G, N). */
   async groupedSquaredMean(X: Float32Array, D: Float32Array, groups: number, tokens: number, G: number, N: number): Promise<Float32Array> {

@@ -225,11 +225,13 @@ async function runGptq(qm: QuantizedModel, runner: DecoderLayerRunner, math: Ort
       const modules = group.modules.filter((m) => planned.has(`model.layers.${l}.${m}`));
       if (modules.length === 0) continue;
       throwIfAborted(opts.signal);
-      const accs = new Map(modules.map((m) => [m, new HessianAccumulator(linearShape(cfg, m)[1])]));
+      // modules reading the same activation (k/v/q, up/gate) share one Hessian
+      const byInput = new Map<keyof LayerActivations, HessianAccumulator>();
+      for (const m of modules) if (!byInput.has(inputOf.get(m)!)) byInput.set(inputOf.get(m)!, new HessianAccumulator(linearShape(cfg, m)[1]));
+      const accs = new Map(modules.map((m) => [m, byInput.get(inputOf.get(m)!)!]));
       await forEachChunk(runner, l, hidden, seqLen, replace, async (a, seqs) => {
-        for (const m of modules) {
-          const x = a[inputOf.get(m)!];
-          const acc = accs.get(m)!;
+        for (const [input, acc] of byInput) {
+          const x = a[input];
           await acc.add(math, x, x.length / acc.K, seqs);
         }
       });

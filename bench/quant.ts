@@ -97,6 +97,9 @@ async function benchGptq(math: OrtMath): Promise<Record<string, number>> {
     gptqSeconds: hessianSeconds + fasterquantSeconds,
     gemm4096Seconds: gemmSeconds,
     gemm4096GflopPerS: (2 * K ** 3) / gemmSeconds / 1e9,
+    hessianOverGemm: hessianSeconds / gemmSeconds,
+    /** floor of the Hessian at the GEMM's speed: tokens·K² multiply-adds, half of them (symmetry) */
+    hessianFlopFloorOverGemm: (samples * seqLen) / K / 2,
     fasterquantOverGemm: fasterquantSeconds / gemmSeconds,
     gptqOverGemm: (hessianSeconds + fasterquantSeconds) / gemmSeconds,
     loss: res.loss,

@@ -182,10 +182,25 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
   }
   let loss = 0;
   const W1 = new Float32Array(blockSize * N);
-  const E1 = new Float32Array(blockSize * N);
+  // Left-looking when every group lies inside one block (or group params are fixed in advance): each
+  // block receives all earlier blocks' updates in one Gemm, Hinv[0:i1, i1:i2]ᵀ·Err[0:i1] — only a
+  // block-sized result leaves ORT, instead of the whole trailing matrix going in and out per block.
+  const leftLooking = !grouped || opts.staticGroups || blockSize % G === 0;
+  const Eall = leftLooking ? new Float32Array(K * N) : undefined;
+  let E1 = new Float32Array(blockSize * N);
   for (let i1 = 0; i1 < K; i1 += blockSize) {
     const i2 = Math.min(i1 + blockSize, K);
     const count = i2 - i1;
+    if (Eall) {
+      E1 = Eall.subarray(i1 * N, i2 * N);
+      if (i1 > 0) {
+        const Hcol = new Float32Array(i1 * count);
+        for (let r = 0; r < i1; r++) Hcol.set(Hi.subarray(r * K + i1, r * K + i2), r * count);
+        const upd = await math.gemm({ data: Hcol, rows: i1, cols: count }, { data: Eall.subarray(0, i1 * N), rows: i1, cols: N }, { transA: true, alpha: -1, beta: 1 }, { data: Wp.subarray(i1 * N, i2 * N), rows: count, cols: N });
+        Wp.set(upd.data, i1 * N); // group parameters read the updated block from Wp
+      }
+      toc("updates");
+    }
     W1.set(Wp.subarray(i1 * N, i2 * N));
     for (let i = 0; i < count; i++) {
       const col = i1 + i;
@@ -252,6 +267,7 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
       }
     }
     toc("columns");
+    if (Eall) continue;
     // lazy batch update: W[:, i2:] −= Err1 · Hinv[i1:i2, i2:]  (here transposed: Wt[i2:] −= Hinvᵀ·E1)
     await lazyUpdate(math, Hi, K, i1, i2, K, E1.subarray(0, count * N), Wp.subarray(i2 * N, K * N), N);
     toc("updates");

@@ -34,13 +34,18 @@ function cholLeaf(A: Mat, offset: number): Mat {
 function triInvLeaf(L: Mat): Mat {
   const n = L.rows;
   const X = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    X[j * n + j] = 1 / L.data[j * n + j];
-    for (let i = j + 1; i < n; i++) {
-      let s = 0;
-      for (let k = j; k < i; k++) s += L.data[i * n + k] * X[k * n + j];
-      X[i * n + j] = -s / L.data[i * n + i];
+  // row i of X from the rows above it: X[i, :i] = −(Σ_k L[i,k]·X[k, :]) / L[i,i] (contiguous inner loop)
+  for (let i = 0; i < n; i++) {
+    const o = i * n;
+    for (let k = 0; k < i; k++) {
+      const lik = L.data[o + k];
+      if (lik === 0) continue;
+      const r = k * n;
+      for (let j = 0; j <= k; j++) X[o + j] += lik * X[r + j];
     }
+    const inv = 1 / L.data[o + i];
+    for (let j = 0; j < i; j++) X[o + j] *= -inv;
+    X[o + i] = inv;
   }
   return { data: Float32Array.from(X), rows: n, cols: n };
 }
@@ -78,12 +83,35 @@ export async function triInverseLower(math: OrtMath, L: Mat): Promise<Mat> {
   return X;
 }
 
-/** J·M·J: reverses row and column order. */
+/** J·M·J: reverses row and column order — for a square row-major matrix, the flat array reversed. */
 function reverseBoth(M: Mat): Mat {
-  const n = M.rows;
-  const out = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] = M.data[(n - 1 - i) * n + (n - 1 - j)];
-  return { data: out, rows: n, cols: n };
+  return { data: M.data.slice().reverse(), rows: M.rows, cols: M.cols };
+}
+
+/** Lower Cholesky factor L and its inverse X = L⁻¹ in one recursion: each level's L11⁻¹ is needed for
+ * L21 anyway, so the inverse costs two extra Gemms per level instead of a second recursion. */
+export async function choleskyWithInverse(math: OrtMath, A: Mat, offset = 0): Promise<{ L: Mat; X: Mat }> {
+  const n = A.rows;
+  if (n <= LEAF) {
+    const L = cholLeaf(A, offset);
+    return { L, X: triInvLeaf(L) };
+  }
+  const h = n >> 1;
+  const { L: L11, X: X11 } = await choleskyWithInverse(math, slice(A, 0, h, 0, h), offset);
+  const L21 = await math.gemm(slice(A, h, n, 0, h), X11, { transB: true });
+  const S = await math.gemm(L21, L21, { transB: true, alpha: -1, beta: 1 }, slice(A, h, n, h, n));
+  const { L: L22, X: X22 } = await choleskyWithInverse(math, S, offset + h);
+  const T = await math.gemm(X22, L21);
+  const X21 = await math.gemm(T, X11, { alpha: -1 });
+  const L: Mat = { data: new Float32Array(n * n), rows: n, cols: n };
+  place(L, L11, 0, 0);
+  place(L, L21, h, 0);
+  place(L, L22, h, h);
+  const X: Mat = { data: new Float32Array(n * n), rows: n, cols: n };
+  place(X, X11, 0, 0);
+  place(X, X21, h, 0);
+  place(X, X22, h, h);
+  return { L, X };
 }
 
 /** GPTQ's `Hinv = chol_upper(H⁻¹)` with one factorization and one triangular inverse instead of three
@@ -91,12 +119,12 @@ function reverseBoth(M: Mat): Mat {
  * H⁻¹ = U'⁻ᵀ·U'⁻¹ and its upper Cholesky factor is U'⁻¹ = J·chol(J·H·J)⁻¹·J. */
 export async function upperCholeskyOfInverse(math: OrtMath, H: Mat): Promise<Mat> {
   const n = H.rows;
-  let L: Mat;
+  let X: Mat;
   try {
-    L = await cholesky(math, reverseBoth(H));
+    X = (await choleskyWithInverse(math, reverseBoth(H))).X;
   } catch (e) {
     if (e instanceof NotPositiveDefinite) throw new NotPositiveDefinite(n - 1 - e.index);
     throw e;
   }
-  return reverseBoth(await triInverseLower(math, L));
+  return reverseBoth(X);
 }

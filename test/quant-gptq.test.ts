@@ -132,7 +132,7 @@ describe("GPTQ (SPEC §5)", function () {
     const x = inputs(T, K, 1);
     const acc = new HessianAccumulator(K);
     await acc.add(math, x, T, 4);
-    const H = acc.hessian();
+    const H = await acc.finish(math);
     for (let i = 0; i < K; i++) H[i * K + i] += 0.01 * 1;
     const U = await upperCholeskyOfInverse(math, { data: Float32Array.from(H), rows: K, cols: K });
     const ref = hinvRef(Float64Array.from(H), K);
@@ -149,7 +149,7 @@ describe("GPTQ (SPEC §5)", function () {
       const acc = new HessianAccumulator(K, 40);
       const per = T / split;
       for (let b = 0; b < split; b++) await acc.add(math, x.subarray(b * per * K, (b + 1) * per * K), per, 2);
-      const H = acc.hessian();
+      const H = await acc.finish(math);
       for (const [i, j] of [[0, 0], [5, 17], [95, 3], [3, 95], [50, 90], [90, 50]]) {
         let ref = 0;
         for (let t = 0; t < T; t++) ref += x[t * K + i] * x[t * K + j];
@@ -165,7 +165,7 @@ describe("GPTQ (SPEC §5)", function () {
     const W = weights(N, K, 4);
     const acc = new HessianAccumulator(K);
     await acc.add(math, x, T, 8);
-    const H = acc.hessian();
+    const H = await acc.finish(math);
     const ref = gptqRef(W, N, K, H, 4, 32, 0.01);
     // block size = group size: every group starts a block, so the reference's group parameters (taken from
     // the matrix without the in-block updates, §5.3.8) coincide with the plain fully-updated loop
@@ -187,7 +187,7 @@ describe("GPTQ (SPEC §5)", function () {
     const W = weights(N, K, 9);
     const acc = new HessianAccumulator(K);
     await acc.add(math, x, T, 4);
-    const H = acc.hessian();
+    const H = await acc.finish(math);
     const ref = gptqRef(W, N, K, H, 8, K, 0.01);
     const res = await gptqQuantize(math, W, N, K, Float32Array.from(H), { bits: 8, groupSize: -1, sym: true, damp: 0.01, descAct: false, staticGroups: false });
     const got = dequantize(res.q);
@@ -203,7 +203,7 @@ describe("GPTQ (SPEC §5)", function () {
       const W = weights(N, K, 6);
       const acc = new HessianAccumulator(K);
       await acc.add(math, x, T, 4);
-      const H = acc.hessian();
+      const H = await acc.finish(math);
       const res = await gptqQuantize(math, W, N, K, H, { bits: 3, groupSize: 32, sym: false, damp: 0.01, descAct, staticGroups });
       const g = Array.from(res.q.gIdx);
       if (staticGroups) assert.deepEqual(g, g.map((_, k) => Math.floor(k / 32)));

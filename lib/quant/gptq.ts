@@ -33,17 +33,57 @@ export interface GptqResult {
 /** Accumulates `H = 2/n · Σ XᵀX` over calibration batches (n counts sequences, as the reference does).
  * XᵀX is symmetric: on ORT only the upper blocks (`blockSize` wide) are computed, all in one run() per
  * batch (`OrtMath.gramUpper`; with 8 blocks that is 36 of 64 block products), and the lower half is
- * mirrored when the Hessian is read. Feed large batches: each call adds K² floats in JavaScript. */
+ * mirrored when the Hessian is read. Small batches are buffered (up to `bufferFloats`, 256 MB by default)
+ * so each run() sees many tokens and the K² partial sums are added in JavaScript once per buffer;
+ * `finish()` flushes and returns the Hessian. */
 export class HessianAccumulator {
   readonly sum: Float32Array;
   samples = 0;
+  private buf: Float32Array | undefined;
+  private buffered = 0;
 
-  constructor(readonly K: number, readonly blockSize = 512) {
+  constructor(readonly K: number, readonly blockSize = 512, readonly bufferFloats = 1 << 26) {
     this.sum = new Float32Array(K * K);
   }
 
   /** `x`: (tokens × K) inputs of the linear for `sequences` calibration sequences. */
   async add(math: OrtMath, x: Float32Array, tokens: number, sequences: number): Promise<void> {
+    const K = this.K;
+    const cap = Math.max(1, Math.floor(this.bufferFloats / K));
+    if (tokens * K * K >= 1 << 20 && tokens < cap / 2) {
+      if (this.buffered + tokens > cap) await this.flush(math);
+      const need = (this.buffered + tokens) * K;
+      if (!this.buf || this.buf.length < need) {
+        // grow by doubling up to the cap (small models never allocate the full buffer)
+        const grown = new Float32Array(Math.min(cap * K, Math.max(need, 2 * (this.buf?.length ?? 0))));
+        if (this.buf) grown.set(this.buf.subarray(0, this.buffered * K));
+        this.buf = grown;
+      }
+      this.buf.set(x.subarray(0, tokens * K), this.buffered * K);
+      this.buffered += tokens;
+      this.samples += sequences;
+      return;
+    }
+    await this.accumulate(math, x, tokens);
+    this.samples += sequences;
+  }
+
+  /** Adds the buffered rows to the sum. */
+  async flush(math: OrtMath): Promise<void> {
+    if (this.buffered === 0 || !this.buf) return;
+    const n = this.buffered;
+    this.buffered = 0;
+    await this.accumulate(math, this.buf.subarray(0, n * this.K), n);
+  }
+
+  /** Flushes, frees the buffer and returns the Hessian. */
+  async finish(math: OrtMath): Promise<Float32Array> {
+    await this.flush(math);
+    this.buf = undefined;
+    return this.hessian();
+  }
+
+  private async accumulate(math: OrtMath, x: Float32Array, tokens: number): Promise<void> {
     const K = this.K;
     const s = this.sum;
     if (tokens * K * K < 1 << 20) {
@@ -68,12 +108,13 @@ export class HessianAccumulator {
         }
       }
     }
-    this.samples += sequences;
   }
 
-  /** The Hessian (a fresh array; the lower triangle mirrored from the upper). */
+  /** The Hessian (a fresh array; the lower triangle mirrored from the upper). Call `finish()` when
+   * batches may be buffered. */
   hessian(): Float32Array {
     const K = this.K;
+    if (this.buffered > 0) throw new LoralabError("HessianAccumulator: buffered calibration rows not flushed (use finish())");
     const f = this.samples > 0 ? 2 / this.samples : 0;
     const H = new Float32Array(K * K);
     for (let i = 0; i < K; i++) {

@@ -241,7 +241,7 @@ async function runGptq(qm: QuantizedModel, runner: DecoderLayerRunner, math: Ort
         const module = `model.layers.${l}.${m}`;
         const [N, K] = linearShape(cfg, m);
         const W = (await qm.model.read(`${module}.weight`)).toF32(true);
-        const res = await gptqQuantize(math, W, N, K, accs.get(m)!.hessian(), {
+        const res = await gptqQuantize(math, W, N, K, await accs.get(m)!.finish(math), {
           bits: qm.bits, groupSize: qm.groupSize, sym: qm.sym, damp: qm.damp, descAct: qm.descAct, staticGroups: qm.staticGroups,
         });
         const deq = dequantize(res.q);

@@ -47,7 +47,8 @@ export { readGguf, writeGguf, type GgufFile, type GgufTensorInfo } from "./quant
 // model and engine (ONNX Runtime)
 export { loadModel, loadAdapterDir, openSpec, type ModelSpec, type LoadedModel } from "./model/load.js";
 export { CausalLM, type LoadOptions, type KvCache } from "./model/causal-lm.js";
-export { generate, sampleToken, argmax, seededRandom, type GenerateOptions, type GenerateResult, type SamplingOptions } from "./model/generate.js";
+export { seededRandom } from "./random.js";
+export { generate, sampleToken, argmax, type GenerateOptions, type GenerateResult, type SamplingOptions } from "./model/generate.js";
 export { TextTokenizer, TextStream } from "./model/tokenizer.js";
 export { openWeightSource, type WeightSource } from "./model/weights.js";
 export { createSession, parseDevice, ort, type Device, type SessionOptions } from "./engine/session.js";

@@ -1,5 +1,6 @@
 import { throwIfAborted } from "../errors.js";
 import type { LongTaskOptions } from "../progress.js";
+import { seededRandom } from "../random.js";
 import type { CausalLM } from "./causal-lm.js";
 
 export interface SamplingOptions {
@@ -32,17 +33,6 @@ export interface GenerateResult {
   stop: "eos" | "length";
 }
 
-/** A small seeded PRNG (mulberry32): reproducible sampling without global state. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function argmax(v: ArrayLike<number>, from = 0, to = v.length): number {
   let best = from;

@@ -3,6 +3,7 @@
  * tokenizer's BOS first when it has one (the condition the model sees at inference). */
 import { readFile } from "node:fs/promises";
 import { LoralabError } from "../errors.js";
+import { seededRandom } from "../random.js";
 import { TextTokenizer } from "../model/tokenizer.js";
 
 export interface CalibrationOptions {
@@ -12,17 +13,6 @@ export interface CalibrationOptions {
   seed: number;
 }
 
-/** Mulberry32: a small seeded generator so windows are reproducible across runs and machines. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function readCalibrationText(file: string): Promise<string> {
   try {
@@ -43,7 +33,7 @@ export function calibrationWindows(tok: TextTokenizer, text: string, file: strin
   const need = samples * body;
   if (stream.length < need)
     throw new LoralabError(`calibration file ${file} is too short: ${stream.length} tokens, but ${samples} samples × ${body} tokens need ${need} (lower --calib-samples or --seq-len, or give a longer text)`);
-  const random = seeded(seed);
+  const random = seededRandom(seed);
   const windows: number[][] = [];
   for (let i = 0; i < samples; i++) {
     const start = Math.floor(random() * (stream.length - body + 1));

@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
 import { merge } from "../lib/lora/merge.js";
-import { REPO_ROOT, tempDir } from "./helpers/paths.js";
-
-const RUNNER = `const { main } = await import(${JSON.stringify(join(REPO_ROOT, "lib/cli/main.ts"))}); process.exitCode = await main(process.argv.slice(1));`;
+import { cliProcess } from "./helpers/cli.js";
+import { tempDir } from "./helpers/paths.js";
 
 /** Ctrl-C (an AbortSignal in the library, SIGINT on the CLI) stops a merge and leaves nothing behind. */
 describe("interrupting a merge", function () {
@@ -34,7 +32,7 @@ describe("interrupting a merge", function () {
 
   it("CLI: SIGINT during the merge exits 130 with 'interrupted', no output and no temporary left", async () => {
     const out = join(tmp.path, "cli-out");
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", RUNNER, "merge", "--base", base, "--adapter", adapter, "--out", out], { cwd: REPO_ROOT });
+    const child = cliProcess("merge", "--base", base, "--adapter", adapter, "--out", out);
     let stderr = "";
     const code = await new Promise<number | null>((resolve) => {
       // the non-TTY progress prints the phase name at the first progress event

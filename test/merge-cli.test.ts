@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { data, REPO_ROOT, tempDir } from "./helpers/paths.js";
+import { cli } from "./helpers/cli.js";
+import { data, tempDir } from "./helpers/paths.js";
 
-// runs the CLI from source (no build needed), exactly as bin/loralab.js runs dist/
-const RUNNER = `const { main } = await import(${JSON.stringify(join(REPO_ROOT, "lib/cli/main.ts"))}); process.exitCode = await main(process.argv.slice(1));`;
-const cli = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", RUNNER, ...args], { encoding: "utf8", cwd: REPO_ROOT });
 
 describe("loralab merge CLI", function () {
   this.timeout(60_000);

@@ -190,7 +190,7 @@ async function deltaSession(): Promise<ort.InferenceSession> {
   g.input("W", "F32", ["o", "i"]); g.input("B", "F32", ["o", "r"]); g.input("A", "F32", ["r", "i"]);
   g.node("Add", ["W", g.op("MatMul", ["B", "A"])], ["Y"]);
   g.output("Y", "F32", ["o", "i"]);
-  return createSession(g.toBytes());
+  return createSession(g.toBytes(), { spinning: false });
 }
 
 function transpose(x: Float32Array, rows: number, cols: number): Float32Array {

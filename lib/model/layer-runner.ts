@@ -88,7 +88,7 @@ export class DecoderLayerRunner {
       g.node("Identity", [v[name]], [name]);
       g.output(name, "F32", ["tokens", dims[name]]);
     }
-    const session = await createSession(g.toBytes(), opts);
+    const session = await createSession(g.toBytes(), { spinning: false, ...opts });
     const weightInputs = new Map([...placer.inputs].map(([key, name]) => [key, name.replace(LAYER_PREFIX, "")]));
     const embedding = (await source.tensor("model.embed_tokens.weight")).toF32();
     if (embedding.length !== cfg.vocabSize * cfg.hiddenSize) throw new LoralabError(`config/weight shape mismatch: model.embed_tokens.weight has ${embedding.length} values, config.json implies ${cfg.vocabSize}×${cfg.hiddenSize}`);
@@ -146,10 +146,10 @@ export class DecoderLayerRunner {
       const logits = emitLinear(e, await emitRmsNorm(e, x, "model.norm.weight"), "lm_head", await e.linear("lm_head"));
       g.node("Identity", [logits], ["logits"]);
       g.output("logits", "F32", ["tokens", cfg.vocabSize]);
-      if (!dir) return await createSession(g.toBytes(), this.opts);
+      if (!dir) return await createSession(g.toBytes(), { spinning: false, ...this.opts });
       (placer as ExternalPlacer).close();
       writeFileSync(join(dir, "model.onnx"), g.toBytes());
-      return await createSession(join(dir, "model.onnx"), this.opts);
+      return await createSession(join(dir, "model.onnx"), { spinning: false, ...this.opts });
     } finally {
       if (dir) rmSync(dir, { recursive: true, force: true });
     }

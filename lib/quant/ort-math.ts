@@ -26,7 +26,7 @@ export class OrtMath {
   private session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
     let s = this.sessions.get(key);
     if (!s) {
-      s = createSession(build(), { threads: this.threads });
+      s = createSession(build(), { threads: this.threads, spinning: false });
       this.sessions.set(key, s);
     }
     return s;

@@ -10,6 +10,9 @@ import { tempDir } from "./helpers/paths.js";
  * and the plot SVGs must be in the page with a non-zero size. Screenshot: test-output/03-benchmark.png. */
 const REPO = new URL("..", import.meta.url).pathname;
 const NOTEBOOK = join(REPO, "notebooks/03-benchmark.ipynb");
+// result displays carry text/html with the plots' SVGs inline (classic Notebook prefers text/html to
+// image/svg+xml); plain plots show as .output_svg
+const PLOTS = ".output_area .output_svg svg, .output_area .output_svg img, .output_area .output_html svg";
 
 describe("real browser: jupyter-notebook + headless Chromium", function () {
   this.timeout(120_000);
@@ -40,12 +43,12 @@ describe("real browser: jupyter-notebook + headless Chromium", function () {
       await page.goto(server.url("notebooks/03-benchmark.ipynb"));
       mkdirSync(join(REPO, "test-output"), { recursive: true });
       try {
-        await page.waitForSelector(".output_svg", { timeout: 60_000 });
+        await page.waitForSelector(PLOTS, { timeout: 60_000 });
       } catch (e) {
         await page.screenshot({ path: join(REPO, "test-output/03-benchmark-failed.png") });
         throw new Error(`no plot outputs in the page (screenshot test-output/03-benchmark-failed.png): ${(e as Error).message}\n${(await page.content()).slice(0, 2000)}`);
       }
-      const sizes = await page.$$eval(".output_area .output_svg svg, .output_area .output_svg img", (els) => els.map((e) => { const r = e.getBoundingClientRect(); return [r.width, r.height]; }));
+      const sizes = await page.$$eval(PLOTS, (els) => els.map((e) => { const r = e.getBoundingClientRect(); return [r.width, r.height]; }));
       assert.ok(sizes.length >= svgOutputs, `${sizes.length} plot SVGs in the page, ${svgOutputs} in the notebook`);
       for (const [w, h] of sizes) assert.ok(w > 50 && h > 50, `plot size ${w}×${h}`);
       await page.screenshot({ path: join(REPO, "test-output/03-benchmark.png"), fullPage: true });

@@ -78,7 +78,9 @@ describe("workflow notebooks executed by nbclient on stories260K", function () {
     assert.ok(plots("02-quantize") >= 3);
     const sweepOut = executed.get("02-quantize")!.flatMap((c) => c.outputs ?? []).find((o) => JSON.stringify(o.data?.["application/vnd.vegalite.v5+json"] ?? "").includes('"group_size"'));
     assert.ok(sweepOut, "a spec with the group_size parameter");
-    assert.match(String(sweepOut!.data!["text/html"]), /<table/);
+    assert.match(String(sweepOut!.data!["text/html"]), /<table[\s\S]*<svg/);
+    // the chart on its own (no text/html): JupyterLab renders the interactive Vega-Lite spec
+    assert.ok(executed.get("02-quantize")!.flatMap((c) => c.outputs ?? []).some((o) => !o.data?.["text/html"] && JSON.stringify(o.data?.["application/vnd.vegalite.v5+json"] ?? "").includes('"group_size"')), "the interactive chart alone");
     assert.ok(mimes("02-quantize").some((m) => m.has("application/vnd.jupyter.widget-view+json")), "the group-size slider");
   });
   it("03-benchmark shows the seed's table for the four configurations, latency and perplexity plots", () => {
@@ -114,8 +116,12 @@ describe("sweep on generated fixtures", function () {
     assert.ok(rms > 0.1 * 0.02 * r.points[3].relError && rms < 10 * 0.02 * r.points[3].relError, `rms ${rms}`);
     const again = await sweep(inputs.model, { method: "rtn", bits: [8, 3], groupSizes: [32, -1], text: inputs.text, cache });
     assert.ok(again.points.every((p, i) => p === r.points[i]), "second sweep served from the cache");
-    const bundle = (r as any)[Symbol.for("Jupyter.display")]();
-    assert.ok(bundle["application/vnd.vegalite.v5+json"] && bundle["image/svg+xml"].includes("<svg"));
-    assert.match(bundle["text/html"], /<table[\s\S]*Skipped group size 48/);
+    const bundle = await (r as any)[Symbol.for("Jupyter.display")]();
+    assert.ok(bundle["application/vnd.vegalite.v5+json"].params.some((p: { name: string }) => p.name === "group_size") && bundle["image/svg+xml"].includes("<svg"));
+    // every frontend that prefers text/html (JupyterLab, classic) sees the table, the skipped size and the chart
+    assert.match(bundle["text/html"], /<table[\s\S]*Skipped group size 48[\s\S]*<svg/);
+    // the chart alone carries no text/html, so JupyterLab renders its Vega-Lite spec (the interactive select)
+    const chart = await r.chart.bundle();
+    assert.ok(chart["application/vnd.vegalite.v5+json"] && !("text/html" in chart));
   });
 });

@@ -6,7 +6,8 @@ import { LoralabError, throwIfAborted } from "../errors.js";
 import { ModelDir } from "../io/model-dir.js";
 import { loadModel } from "../model/load.js";
 import { TextTokenizer } from "../model/tokenizer.js";
-import { Plot, escapeHtml, groupSizeSweepChart, htmlTable, textTable, type SweepPoint } from "../plot/index.js";
+import { lazyDisplay } from "../plot/display-cache.js";
+import { Plot, escapeHtml, groupSizeSweepChart, htmlTable, resultBundle, textTable, trustedHtml, type SweepPoint } from "../plot/index.js";
 import type { Method } from "../quant/formats.js";
 import { quantizeModel } from "../quant/pipeline.js";
 import type { LongTaskOptions } from "../progress.js";
@@ -83,14 +84,13 @@ export class SweepResult {
     return `sweep ${this.method} on ${basename(this.model)} (float ppl ${this.basePpl.toFixed(4)})\n${this.table()}${skipped ? "\n" + skipped : ""}`;
   }
 
-  /** The table and the chart; `await result.chart.render()` first (sweep() does it) so this answers synchronously. */
+  /** The table, the skipped group sizes and the chart (inline SVG) in text/html, the chart's Vega-Lite spec
+   * beside it. JupyterLab shows text/html first, so the interactive chart (its group-size select) appears
+   * when `result.chart` is displayed on its own. */
   [Symbol.for("Jupyter.display")]() {
-    const skipped = this.skipped.map((s) => `Skipped group size ${s.groupSize}: ${s.reason}.`);
     const table = htmlTable(this.rows(), { caption: `${this.method} sweep, float perplexity ${this.basePpl.toFixed(4)}` });
-    // the chart's bundle carries the Vega-Lite spec (interactive select) and its SVG; the table goes in text/html
-    const chartBundle = (this.chart as any)[Symbol.for("Jupyter.display")]();
-    const html = table.html + skipped.map((s) => `<p>${escapeHtml(s)}</p>`).join("");
-    return { ...chartBundle, "text/html": html, "text/plain": this.toString() };
+    const notes = this.skipped.map((s) => trustedHtml(`<p>${escapeHtml(`Skipped group size ${s.groupSize}: ${s.reason}.`)}</p>`));
+    return lazyDisplay(this, () => resultBundle({ table, notes, plots: [this.chart], text: this.toString(), name: "sweep" }));
   }
 }
 

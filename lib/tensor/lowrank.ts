@@ -106,7 +106,7 @@ const MIN_SPLIT_ROWS = 64; // below this a helper thread costs more than it save
 
 export function defaultThreads(): number {
   const env = Number(process.env.LORALAB_MERGE_THREADS);
-  return env >= 1 ? Math.min(2, Math.floor(env)) : availableParallelism() >= 3 ? 2 : 1;
+  return env >= 1 ? Math.min(2, Math.floor(env)) : availableParallelism() >= 2 ? 2 : 1;
 }
 
 /** A helper thread: instantiates each kernel module on the shared memory and runs row ranges. A plain JS
@@ -132,9 +132,8 @@ export class LowRankKernels {
   static readonly STATS = [0, 64];
   static readonly FIRST_FREE = 128;
 
-  /** `threads`: 1 or 2. Default: 2 from 3 cores on, else 1 — one core stays free for the file reads and
-   * writes running beside the kernel (on the shared 2-core machines a helper measured no faster, and the
-   * writes then waited longer). LORALAB_MERGE_THREADS overrides. */
+  /** `threads`: 1 or 2. Default: 2 from 2 cores on (a quiet 2-core machine: merge/copy 0.33 → 0.37–0.38;
+   * under load from other jobs no faster). LORALAB_MERGE_THREADS overrides. */
   constructor(private readonly threads = defaultThreads()) {}
 
   /** Makes the memory at least `bytes` long (views taken before must be taken again). */

@@ -44,8 +44,9 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
 function cudaUnavailable(cause: unknown): LoralabError {
   return new LoralabError(
     "the CUDA execution provider of onnxruntime-node could not be loaded. It is not bundled with the npm " +
-      "package: reinstall with network access and without ONNXRUNTIME_NODE_INSTALL=skip (its postinstall downloads " +
-      "the CUDA 12 provider; ONNXRUNTIME_NODE_INSTALL_CUDA=v12), and make sure the CUDA 12 runtime and cuDNN 9 " +
+      "package and loralab does not let its install script download it (installs must work offline): fetch it with " +
+      "network access by `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install`, and " +
+      "make sure the CUDA 12 runtime and cuDNN 9 " +
       `libraries are on the library path. (${(cause as Error)?.message ?? cause})`,
     { cause },
   );

@@ -35,6 +35,8 @@ import { CausalLM } from "../lib/model/causal-lm.js";
 import { generate } from "../lib/model/generate.js";
 import { TextTokenizer } from "../lib/model/tokenizer.js";
 import { AdapterWeightSource, openWeightSource } from "../lib/model/weights.js";
+import { nameSeed } from "../lib/fixtures/random.js";
+import { seededRandom } from "../lib/random.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 
 const SHARED = process.env.LORALAB_SHARED_DATA ?? join(fileURLToPath(new URL("../../shared/data", import.meta.url)));
@@ -43,18 +45,10 @@ const RANK = 16, ALPHA = 32;
 let prepack = true;
 const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.";
 
-function rng(seedText: string): () => number {
-  let s = 2166136261;
-  for (const c of seedText) s = Math.imul(s ^ c.charCodeAt(0), 16777619) >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296 - 0.5;
-  };
-}
-
+/** Uniform in offset ± scale, seeded by a name (the same values in every process). */
 function randomF32(n: number, seedText: string, scale: number, offset = 0): Float32Array {
-  const r = rng(seedText), out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = offset + 2 * scale * r();
+  const r = seededRandom(nameSeed(0, seedText)), out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = offset + 2 * scale * (r() - 0.5);
   return out;
 }
 

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseConfig } from "../lib/io/hf-config.js";
+import { seededRandom } from "../lib/random.js";
 import { writeSafetensors } from "../lib/io/safetensors.js";
 import { layerLinears, linearShape } from "../lib/model/architecture.js";
 import { CausalLM } from "../lib/model/causal-lm.js";
@@ -24,17 +25,10 @@ import { OrtMath } from "../lib/quant/ort-math.js";
 import { quantizeModel } from "../lib/quant/pipeline.js";
 import { quantizeRtn } from "../lib/quant/quantizer.js";
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296 - 0.5;
-  };
-}
-
+/** Uniform in offset ± scale. */
 function random(n: number, seed: number, scale: number, offset = 0): Float32Array {
-  const r = rng(seed), out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = offset + 2 * scale * r();
+  const r = seededRandom(seed), out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = offset + 2 * scale * (r() - 0.5);
   return out;
 }
 
@@ -55,7 +49,7 @@ function benchRtn(): Record<string, number> {
 async function benchGptq(math: OrtMath): Promise<Record<string, number>> {
   const N = 4096, K = 4096, samples = 128, seqLen = 512, chunkTokens = 4096;
   // correlated inputs: shared low-rank factors + noise; one chunk reused with a per-chunk gain
-  const r = rng(2);
+  const uniform = seededRandom(2), r = () => uniform() - 0.5;
   const F = 16;
   const mix = random(F * K, 3, 1);
   const x = new Float32Array(chunkTokens * K);

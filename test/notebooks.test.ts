@@ -94,6 +94,29 @@ describe("workflow notebooks executed by nbclient on stories260K", function () {
   });
 });
 
+describe("workflow notebooks offline (no LORALAB_* set: generated fixtures)", function () {
+  this.timeout(600_000);
+  let k: KernelEnv;
+  before(() => {
+    k = installedKernel();
+    for (const v of ["LORALAB_MODEL", "LORALAB_ADAPTER", "LORALAB_TEXT", "LORALAB_CALIB"]) delete k.env[v];
+  });
+  after(() => k?.cleanup());
+
+  for (const name of NOTEBOOKS) {
+    it(`${name} runs top to bottom on the generated model`, async () => {
+      const out = join(k.root, `${name}.ipynb`);
+      const r = await runPython(["run_notebook.py", join(REPO, "notebooks", `${name}.ipynb`), out], { env: { ...k.env, LORALAB_CELL_TIMEOUT: "300" }, cwd: KERNEL_TESTS, timeoutMs: 590_000 });
+      assert.equal(r.code, 0, r.output);
+      const cells: Cell[] = JSON.parse(readFileSync(out, "utf8")).cells;
+      const outputs = cells.flatMap((c) => c.outputs ?? []);
+      assert.deepEqual(outputs.filter((o) => o.output_type === "error").map((e) => `${e.ename}: ${e.evalue}`), []);
+      assert.match(JSON.stringify(outputs), /generated fixtures/);
+      assert.ok(outputs.some((o) => o.data?.["image/svg+xml"]), "plots");
+    });
+  }
+});
+
 describe("sweep on generated fixtures", function () {
   this.timeout(120_000);
   it("skips group sizes the model cannot hold, caches per combination, and orders the errors by bits", async () => {

@@ -12,9 +12,10 @@ describe("interrupting a merge", function () {
   const tmp = tempDir();
   const base = join(tmp.path, "base"), adapter = join(tmp.path, "adapter");
   before(async () => {
-    // ~170 MB of fp32 weights: long enough that a signal lands mid-merge
+    // ~200 MB of fp32 weights and a DoRA adapter on every linear (DoRA takes the general merge path, not the
+    // fused kernel): the merge lasts long enough (≈ 2 s) that a signal lands mid-merge
     await generateLlamaModel(base, { hiddenSize: 1024, intermediateSize: 2816, numLayers: 4, numHeads: 8, numKvHeads: 8, vocabSize: 256, dtype: "F32", seed: 5 });
-    await generateLoraAdapter(adapter, base, { r: 8, alpha: 16, targets: ["q_proj", "v_proj", "down_proj"], seed: 6 });
+    await generateLoraAdapter(adapter, base, { r: 8, alpha: 16, targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], useDora: true, seed: 6 });
   });
   after(() => tmp.cleanup());
   const leftovers = (name: string) => readdirSync(tmp.path).filter((f) => f.includes(name));

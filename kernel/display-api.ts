@@ -95,3 +95,45 @@ export function abortSignal(): AbortSignal | undefined {
 export function inKernel(): boolean {
   return kernelHost() !== undefined;
 }
+
+/** One progress event of a long operation (the shape loralab's `onProgress` callbacks receive). */
+export interface ProgressUpdate {
+  phase: string;
+  done: number;
+  total: number;
+  unit: string;
+  label?: string;
+}
+
+let progressDisplays = 0;
+
+/** A live progress bar for a long operation: pass the returned function as its `onProgress`. In the kernel it
+ * shows one output (HTML bar + text) and replaces it with update_display_data — at most every 100 ms, and at
+ * every phase change and completion, so a fast loop does not flood the frontend; elsewhere it writes a line
+ * per phase to stderr. */
+export function progress(title = ""): (event: ProgressUpdate) => void {
+  const displayId = `loralab-progress-${process.pid}-${++progressDisplays}`;
+  let shown = false, phase = "", last = 0;
+  return (e) => {
+    const now = Date.now();
+    const finished = e.done >= e.total;
+    if (shown && e.phase === phase && !finished && now - last < 100) return;
+    const host = kernelHost();
+    if (!host) {
+      if (e.phase !== phase) process.stderr.write(`${title ? `${title}: ` : ""}${e.phase}...\n`);
+      phase = e.phase;
+      return;
+    }
+    phase = e.phase;
+    last = now;
+    const pct = e.total > 0 ? Math.min(100, (100 * e.done) / e.total) : 0;
+    const what = `${title ? `${title} — ` : ""}${e.phase}: ${e.done.toLocaleString("en-US")}/${e.total.toLocaleString("en-US")} ${e.unit}${e.label ? ` (${e.label})` : ""}`;
+    const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+    const bundle = {
+      "text/plain": `${what} ${pct.toFixed(0)}%`,
+      "text/html": `<div><progress value="${pct.toFixed(1)}" max="100" style="width:30em"></progress> ${pct.toFixed(0)}% <code>${esc(what)}</code></div>`,
+    };
+    host.display(bundle, { displayId, update: shown });
+    shown = true;
+  };
+}

@@ -29,6 +29,7 @@ describe("kernel: protocol through jupyter_client", function () {
     ["test_imports_esm_cjs_and_loralab", "imports ESM-only and CommonJS packages and loralab/kernel"],
     ["test_stdout_from_async_callbacks", "stdout from timers while the cell awaits"],
     ["test_update_display_data", "display ids and update_display_data"],
+    ["test_progress_display", "loralab/kernel progress(): one output updated in place, throttled"],
     ["test_async_display_bundles", "Promise display bundles are awaited (display() and the cell's value); a failing one shows text"],
     ["test_stdin_input_request", "input() over the stdin channel"],
     ["test_widgets_over_comms", "widgets: comm_open, frontend updates, echo, observers, click, comm_info"],

@@ -171,6 +171,24 @@ class ProtocolTests(unittest.TestCase):
         upd = [m for m in outs if m["msg_type"] == "update_display_data"][0]
         self.assertEqual(upd["content"]["data"]["text/plain"], "v2")
 
+    def test_progress_display(self):
+        # loralab/kernel's progress(): one output replaced in place, throttled (the 2nd event, 100 ms
+        # after the 1st not yet passed, is dropped; completion always shows)
+        code = (
+            'import { progress } from "loralab/kernel";\n'
+            'const p = progress("job");\n'
+            'for (let i = 1; i <= 3; i++) p({ phase: "work", done: i, total: 3, unit: "steps" });'
+        )
+        reply, outs = run(self.kc, code)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        shown = [m for m in outs if "display" in m["msg_type"]]
+        self.assertEqual([m["msg_type"] for m in shown], ["display_data", "update_display_data"])
+        ids = {m["content"]["transient"]["display_id"] for m in shown}
+        self.assertEqual(len(ids), 1)
+        self.assertEqual(shown[0]["content"]["data"]["text/plain"], "job — work: 1/3 steps 33%")
+        self.assertEqual(shown[1]["content"]["data"]["text/plain"], "job — work: 3/3 steps 100%")
+        self.assertIn('<progress value="100.0" max="100"', shown[1]["content"]["data"]["text/html"])
+
     def test_async_display_bundles(self):
         # A display method returning a Promise (plots render SVG asynchronously) is awaited, both for
         # display() and for the cell's value, and both outputs come before the reply and idle.

@@ -127,7 +127,7 @@ export function progress(title = ""): (event: ProgressUpdate) => void {
     phase = e.phase;
     last = now;
     const pct = e.total > 0 ? Math.min(100, (100 * e.done) / e.total) : 0;
-    const what = `${title ? `${title} — ` : ""}${e.phase}: ${e.done.toLocaleString("en-US")}/${e.total.toLocaleString("en-US")} ${e.unit}${e.label ? ` (${e.label})` : ""}`;
+    const what = `${title && title !== e.phase ? `${title} — ` : ""}${e.phase}: ${e.done.toLocaleString("en-US")}/${e.total.toLocaleString("en-US")} ${e.unit}${e.label ? ` (${e.label})` : ""}`;
     const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
     const bundle = {
       "text/plain": `${what} ${pct.toFixed(0)}%`,

@@ -76,8 +76,9 @@ export const COMPARE_COLUMNS = ["config", "memory", "TTFT", "tok/s", "perplexity
 export function compareRows(r: CompareResult): string[][] {
   return r.rows.map((row) => [
     row.config,
-    // weights as run; RSS growth in a shared process is only indicative (the allocator reuses freed pages)
-    `${formatBytes(row.bench.modelBytes)} (RSS +${formatBytes(row.bench.memoryBytes)})`,
+    // weights as run; RSS growth in a shared process is only indicative (the allocator reuses freed pages,
+    // and a GC while the model runs can make it negative: shown as none)
+    `${formatBytes(row.bench.modelBytes)} (RSS +${formatBytes(Math.max(0, row.bench.memoryBytes))})`,
     `${row.bench.ttftMs.median.toFixed(1)} ms`,
     `${row.bench.decodeTokPerS.median.toFixed(1)}`,
     row.perplexity ? `${row.perplexity.ppl.toFixed(4)} ± ${row.perplexity.pplStderr.toFixed(4)}` : "–",

@@ -1,4 +1,6 @@
 import { lazyDisplay, type ResultBundle } from "../plot/display-cache.js";
+import { escapeHtml } from "../plot/html.js";
+import { JUPYTER_DISPLAY } from "../plot/plot.js";
 
 /** Summary of repeated measurements: the median and the spread around it. */
 export interface Summary {
@@ -29,7 +31,6 @@ export function summarize(values: readonly number[]): Summary {
   };
 }
 
-export const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
 
 export interface Displayable {
   /** The result's MIME bundle (table + plots): a Promise the first time, the bundle once built. */
@@ -44,10 +45,6 @@ export function withDisplay<T extends object>(result: T, build: (r: T) => Promis
     enumerable: false,
   });
   return result as T & Displayable;
-}
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 }
 
 /** A plain-text and an HTML table from the same rows. */

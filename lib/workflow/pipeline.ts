@@ -5,6 +5,7 @@ import { throwIfAborted } from "../errors.js";
 import { generateLlamaModel, generateLoraAdapter, seededText, writeCharTokenizer } from "../fixtures/index.js";
 import { merge, type MergeReport } from "../lora/merge.js";
 import type { ProgressCallback } from "../progress.js";
+import type { Method } from "../quant/formats.js";
 import { quantizeModel } from "../quant/pipeline.js";
 import type { QuantReport } from "../quant/report.js";
 import { resultSections } from "./report-sections.js";
@@ -22,7 +23,7 @@ export interface PipelineOptions {
   calib?: string;
   /** working folder: merged/, quantized/, report/ (and generated inputs) go here */
   out: string;
-  method?: "rtn" | "gptq" | "awq";
+  method?: Method;
   bits?: number;
   groupSize?: number;
   calibSamples?: number;

@@ -62,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const r = await runPipeline({
       base, adapter, text, calib, out: (o.out as string | undefined) ?? "loralab-demo",
-      method: o.method === undefined ? undefined : (parseMethod(o.method as string) as "rtn" | "gptq" | "awq"),
+      method: o.method === undefined ? undefined : parseMethod(o.method as string),
       bits: numberOption(o.bits as string | undefined, "bits"),
       groupSize: numberOption(o["group-size"] as string | undefined, "group-size"),
       calibSamples: numberOption(o["calib-samples"] as string | undefined, "calib-samples"),

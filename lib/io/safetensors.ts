@@ -1,4 +1,5 @@
 import { open, stat, type FileHandle } from "node:fs/promises";
+import { openSink } from "./file-sink.js";
 import { LoralabError } from "../errors.js";
 import { type DType, DTYPE_SIZE, isDType, viewAs } from "../tensor/dtype.js";
 import { Tensor, numel } from "../tensor/tensor.js";
@@ -183,8 +184,7 @@ export interface WriteOptions {
   /** Overlap writing tensor (or chunk) i with producing i+1 (one write in flight). The producer must then
    * leave the bytes it returned for i untouched until it returns i+1 (two buffers used in turn). */
   pipelined?: boolean;
-  /** Start a background fdatasync after roughly this many bytes, so the disk writes while the producer
-   * computes instead of all at the final sync (the kernel would otherwise hold them dirty in memory). */
+  /** see SinkOptions.syncEvery (file systems without O_DIRECT) */
   syncEvery?: number;
   /** Return once the last write is issued and hand over the final write-out, sync and close as a promise
    * (the caller must await it), so the next file can be produced meanwhile. */
@@ -200,15 +200,13 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
   opts: WriteOptions = {},
 ): Promise<number> {
-  const fh = await open(path, "w");
+  const sink = await openSink(path, { syncEvery: opts.syncEvery });
   let pending: Promise<void> = Promise.resolve();
-  const syncs: Promise<void>[] = [];
   let total = 0;
   try {
     const header = encodeHeader(tensors, metadata);
-    await writeAll(fh, header);
+    await sink.write(header);
     total = header.length;
-    let sinceSync = 0;
     for (let i = 0; i < tensors.length; i++) {
       const produced = await produce(tensors[i], i);
       const expected = planBytes(tensors[i]);
@@ -217,50 +215,24 @@ export async function writeSafetensors(
         n += bytes.byteLength;
         if (n > expected) break;
         await pending;
-        pending = writeAll(fh, bytes);
+        pending = sink.write(bytes);
         pending.catch(() => {}); // rethrown by the next await; not an unhandled rejection while produce runs
         if (!opts.pipelined) await pending;
-        sinceSync += bytes.byteLength;
-        if (opts.syncEvery && sinceSync >= opts.syncEvery) {
-          sinceSync = 0;
-          const p = pending.then(() => fh.datasync());
-          p.catch(() => {}); // awaited below; keeps an early failure from being unhandled meanwhile
-          syncs.push(p);
-        }
       }
       if (n !== expected) throw new Error(`internal: tensor '${tensors[i].name}' produced ${n > expected ? "more than" : n} bytes, planned ${expected}`);
       total += n;
     }
   } catch (e) {
     await pending.catch(() => {}); // never close under a write still in flight (its error is the one thrown)
-    await Promise.allSettled(syncs);
-    await fh.close();
+    await sink.abort();
     throw e;
   }
-  const finish = (async () => {
-    try {
-      await pending;
-      await Promise.all(syncs);
-      await fh.sync();
-    } finally {
-      await pending.catch(() => {});
-      await Promise.allSettled(syncs);
-      await fh.close();
-    }
-  })();
+  const finish = pending.then(() => sink.finish(), async (e) => { await sink.abort(); throw e; });
   if (opts.deferFinish) {
     finish.catch(() => {}); // the caller awaits it
     opts.deferFinish(finish);
   } else await finish;
   return total;
-}
-
-async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done);
-    done += bytesWritten;
-  }
 }
 
 /** Convenience for tests and small artifacts: writes in-memory tensors. */

@@ -3,7 +3,8 @@ import { LoralabError, throwIfAborted } from "../errors.js";
 import type { LoadOptions } from "../model/causal-lm.js";
 import { generate } from "../model/generate.js";
 import { type LoadedModel, type ModelSpec, loadModel } from "../model/load.js";
-import { type Displayable, type Summary, formatBytes, percentile, summarize, tables, withDisplay } from "./stats.js";
+import { formatBytes, textTable } from "../plot/format.js";
+import { type Displayable, type Summary, percentile, summarize, withDisplay } from "./stats.js";
 
 export interface BenchOptions extends LoadOptions {
   prompt: string;
@@ -109,7 +110,7 @@ export function benchRows(r: BenchResult): string[][] {
 }
 
 export function formatBench(r: BenchResult): string {
-  return tables(["metric", "value"], benchRows(r)).text;
+  return textTable(["metric", "value"], benchRows(r));
 }
 
 /** Loads a model spec and benchmarks it. */

@@ -3,7 +3,9 @@ import type { LoadOptions } from "../model/causal-lm.js";
 import { type ModelSpec, loadModel } from "../model/load.js";
 import { type BenchResult, benchLoaded, rssBytes } from "./benchmark.js";
 import { type PerplexityResult, perplexity } from "./perplexity.js";
-import { type Displayable, formatBytes, tables, withDisplay } from "./stats.js";
+import { formatBytes } from "../plot/format.js";
+import { type HtmlFragment, htmlTable } from "../plot/html.js";
+import { type Displayable, withDisplay } from "./stats.js";
 
 export interface CompareOptions extends LoadOptions {
   base?: string;
@@ -85,6 +87,9 @@ export function compareRows(r: CompareResult): string[][] {
   ]);
 }
 
-export function compareTables(r: CompareResult): { html: string; text: string } {
-  return tables(COMPARE_COLUMNS, compareRows(r));
+/** The table as HTML and text (`caption` above it). */
+export function compareTables(r: CompareResult, caption?: string): HtmlFragment {
+  return htmlTable(compareRows(r).map((cells) => Object.fromEntries(COMPARE_COLUMNS.map((c, i) => [c, cells[i]]))), {
+    caption, columns: COMPARE_COLUMNS.map((key, i) => ({ key, align: i === 0 ? "left" : "right" })),
+  });
 }

@@ -3,7 +3,7 @@
 import { type ConfigMeasures, type Plot, type PerplexityRow, htmlTable, latencyDashboard, perplexityBars, windowPerplexityChart } from "../plot/index.js";
 import { type ResultBundle, resultBundle } from "../plot/result.js";
 import { type BenchResult, benchRows, formatBench } from "./benchmark.js";
-import { COMPARE_COLUMNS, type CompareResult, compareRows, compareTables } from "./compare.js";
+import { type CompareResult, compareTables } from "./compare.js";
 import type { PerplexityResult } from "./perplexity.js";
 
 /** A benchmark's numbers as the latency plots take them. The process's peak RSS only with `peakRss`: in a
@@ -51,13 +51,8 @@ export function comparePlots(r: CompareResult): Plot[] {
 
 export function compareBundle(r: CompareResult): Promise<ResultBundle> {
   const s = r.settings;
-  const table = htmlTable(
-    compareRows(r).map((cells) => Object.fromEntries(COMPARE_COLUMNS.map((c, i) => [c, cells[i]]))),
-    {
-      caption: `${s.repeats} runs of ${s.maxNewTokens} new tokens per configuration (${s.device}${s.threads ? `, ${s.threads} threads` : ""})${s.ctx ? `; perplexity in windows of ${s.ctx} tokens` : ""}`,
-      columns: COMPARE_COLUMNS.map((key, i) => ({ key, align: i === 0 ? "left" : "right" })),
-    },
-  );
+  const table = compareTables(r,
+    `${s.repeats} runs of ${s.maxNewTokens} new tokens per configuration (${s.device}${s.threads ? `, ${s.threads} threads` : ""})${s.ctx ? `; perplexity in windows of ${s.ctx} tokens` : ""}`);
   return resultBundle({ table, plots: comparePlots(r), text: compareTables(r).text, name: "compare" });
 }
 

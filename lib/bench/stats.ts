@@ -1,5 +1,4 @@
 import { lazyDisplay, type ResultBundle } from "../plot/display-cache.js";
-import { escapeHtml } from "../plot/html.js";
 import { JUPYTER_DISPLAY } from "../plot/plot.js";
 
 /** Summary of repeated measurements: the median and the spread around it. */
@@ -31,7 +30,6 @@ export function summarize(values: readonly number[]): Summary {
   };
 }
 
-
 export interface Displayable {
   /** The result's MIME bundle (table + plots): a Promise the first time, the bundle once built. */
   [JUPYTER_DISPLAY](): ResultBundle | Promise<ResultBundle>;
@@ -45,23 +43,4 @@ export function withDisplay<T extends object>(result: T, build: (r: T) => Promis
     enumerable: false,
   });
   return result as T & Displayable;
-}
-
-/** A plain-text and an HTML table from the same rows. */
-export function tables(header: string[], rows: string[][]): { html: string; text: string } {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
-  const text = [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-  const html = `<table><thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join("")}</tr></thead><tbody>${rows
-    .map((r) => `<tr>${r.map((c, i) => `<td style="text-align:${i ? "right" : "left"}">${escapeHtml(c)}</td>`).join("")}</tr>`)
-    .join("")}</tbody></table>`;
-  return { html, text };
-}
-
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n)) return "–";
-  const units = ["B", "KiB", "MiB", "GiB"];
-  let u = 0;
-  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
-  return `${n.toFixed(u ? 1 : 0)} ${units[u]}`;
 }

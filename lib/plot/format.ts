@@ -9,6 +9,7 @@ export function formatNumber(v: number, digits = 4): string {
 }
 
 export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return "–";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let v = bytes, u = 0;
   while (Math.abs(v) >= 1024 && u < units.length - 1) { v /= 1024; u++; }

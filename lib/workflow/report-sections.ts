@@ -2,7 +2,6 @@ import { comparePlots } from "../bench/display.js";
 import { compareTables, type CompareResult } from "../bench/compare.js";
 import { mergePlots } from "../lora/merge-display.js";
 import type { MergeReport } from "../lora/merge.js";
-import { trustedHtml } from "../plot/html.js";
 import type { ReportSection } from "../plot/report.js";
 import { quantPlots } from "../quant/report-display.js";
 import type { QuantReport } from "../quant/report.js";
@@ -14,7 +13,7 @@ export function resultSections(r: { merge: MergeReport; quantize: QuantReport; c
   return [
     {
       title: "Comparison",
-      content: [`Prompt "${r.compare.prompt}", ${s.maxNewTokens} new tokens, median of ${s.repeats} runs on ${s.device}.`, trustedHtml(table.html, table.text), ...comparePlots(r.compare)],
+      content: [`Prompt "${r.compare.prompt}", ${s.maxNewTokens} new tokens, median of ${s.repeats} runs on ${s.device}.`, table, ...comparePlots(r.compare)],
     },
     { title: "Merge", content: [r.merge.table(), ...mergePlots(r.merge)] },
     { title: "Quantization", content: [r.quantize.summary(), ...quantPlots(r.quantize)] },

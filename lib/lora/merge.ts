@@ -239,7 +239,7 @@ function moduleReport(name: string, jobs: Job[], relDelta: number, maxAbsDelta: 
 }
 
 const KERNEL_DTYPES: readonly DType[] = ["F32", "BF16"];
-/** Background fdatasync interval: the disk writes during the merge instead of at each shard's end. */
+/** Background fdatasync interval where the writer falls back to buffered writes (no O_DIRECT; see file-sink.ts). */
 const SYNC_EVERY = 256 * 2 ** 20;
 /** Chunk size for tensors copied unchanged. */
 const COPY_CHUNK = 32 * 2 ** 20;

@@ -280,28 +280,10 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
       gIdx[c] = grouped ? (opts.staticGroups ? Math.floor(c / G) : Math.floor(col / G)) : 0;
       const d = Hi[col * K + col];
       const wRow = i * N;
-      for (let n = 0; n < N; n++) {
-        const w = W1[wRow + n];
-        const s = S[n];
-        const z = Z[n];
-        let code = Math.round(w / s);
-        if (code - w / s === 0.5 && (code & 1) !== 0) code -= 1; // half to even
-        code += z;
-        if (code < 0) code = 0;
-        else if (code > maxq) code = maxq;
-        codesT[c * N + n] = code;
-        const diff = w - s * (code - z);
-        loss += (diff * diff) / (d * d) / 2;
-        E1[wRow + n] = diff / d;
-      }
+      loss += quantizeColumn(W1.subarray(wRow, wRow + N), S, Z, maxq, d, codesT.subarray(c * N, (c + 1) * N), E1.subarray(wRow, wRow + N));
       // in-block update, itself lazy: columns of this sub-block now, the rest of the block per sub-block
       const j2 = Math.min(count, (Math.floor(i / SUB) + 1) * SUB);
-      for (let j = i + 1; j < j2; j++) {
-        const h = Hi[col * K + i1 + j];
-        if (h === 0) continue;
-        const o = j * N;
-        for (let n = 0; n < N; n++) W1[o + n] -= E1[wRow + n] * h;
-      }
+      subtractOuter(W1, E1.subarray(wRow, wRow + N), Hi.subarray(col * K + i1), i + 1, j2, N);
       if (j2 === i + 1 && j2 < count) {
         const j1 = j2 - SUB;
         await lazyUpdate(math, Hi, K, i1 + j1, i1 + j2, i1 + count, E1.subarray(j1 * N, j2 * N), W1.subarray(j2 * N, count * N), N);
@@ -319,6 +301,37 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
     for (let n = 0; n < N; n++) codes[n * K + c] = codesT[o + n];
   }
   return { timings, q: { N, K, bits, groupSize: G, sym: opts.sym, codes, scales, zeros, gIdx }, loss, damp };
+}
+
+/** Quantizes one column of the weight (`w`, one value per output row) with the rows' scales and zeros:
+ * codes, and the errors (w − ŵ)/d for the updates; returns the column's share of GPTQ's loss. A plain
+ * function, not inlined in the async loop: there every `loss +=` would box a double. */
+function quantizeColumn(w: Float32Array, S: Float32Array, Z: Uint8Array, maxq: number, d: number, codes: Uint8Array, err: Float32Array): number {
+  let loss = 0;
+  for (let n = 0; n < w.length; n++) {
+    const x = w[n], s = S[n], z = Z[n];
+    const q = x / s;
+    let code = Math.round(q);
+    if (code - q === 0.5 && (code & 1) !== 0) code -= 1; // half to even
+    code += z;
+    if (code < 0) code = 0;
+    else if (code > maxq) code = maxq;
+    codes[n] = code;
+    const diff = x - s * (code - z);
+    loss += (diff * diff) / (d * d) / 2;
+    err[n] = diff / d;
+  }
+  return loss;
+}
+
+/** Rows j0..j1−1 of `W` (rows of length N) −= h[j]·e. */
+function subtractOuter(W: Float32Array, e: Float32Array, h: Float32Array, j0: number, j1: number, N: number): void {
+  for (let j = j0; j < j1; j++) {
+    const hj = h[j];
+    if (hj === 0) continue;
+    const o = j * N;
+    for (let n = 0; n < N; n++) W[o + n] -= e[n] * hj;
+  }
 }
 
 /** Sub-block width of the in-block updates (the block's own lazy batching; same result as column by

@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 
-/** A file written front to back. `write` resolves once `bytes` may be reused by the caller; `finish` makes
+/** A file written front to back, one `write` at a time. `write` resolves once `bytes` may be reused; `finish` makes
  * the file durable (data and size) and closes it; `abort` closes it after any write in flight. */
 export interface FileSink {
   readonly kind: "direct" | "buffered";
@@ -110,7 +110,6 @@ class BufferedSink implements FileSink {
   constructor(private readonly fh: FileHandle, private readonly syncEvery?: number) {}
 
   async write(bytes: Uint8Array): Promise<void> {
-    await this.pending;
     this.pending = writeAt(this.fh, bytes, null);
     this.sinceSync += bytes.byteLength;
     if (this.syncEvery && this.sinceSync >= this.syncEvery) {

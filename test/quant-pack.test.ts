@@ -42,6 +42,8 @@ function sameCodes(a: QuantizedMatrix, b: QuantizedMatrix): void {
 describe("quantizer (SPEC §4)", () => {
   it("rounds half to even like torch.round", () => {
     assert.deepEqual([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.4, 2.6].map(roundHalfEven), [-2, -2, -0, 0, 2, 2, 2, 3]);
+    // beyond the 1.5·2⁵² trick's range: 2⁵¹ + 0.5 and 2⁵¹ + 1.5 still have a half; 2⁵³ is an integer already
+    assert.deepEqual([2 ** 51 + 0.5, 2 ** 51 + 1.5, -(2 ** 51) - 0.5, 2 ** 53, 2 ** 51 - 0.5].map(roundHalfEven), [2 ** 51, 2 ** 51 + 2, -(2 ** 51), 2 ** 53, 2 ** 51]);
   });
 
   it("GPTQ sym 4-bit: s = 2·max|w|/15 rounded to fp16, z = 8 (hand-worked)", () => {

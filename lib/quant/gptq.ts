@@ -3,7 +3,7 @@
  * factorizations and the lazy block updates run as ONNX Runtime Gemms; the in-block column loop (the
  * small part) runs in JavaScript. */
 import { LoralabError } from "../errors.js";
-import { type Bits, type QuantizedMatrix, checkSpec, groupParams } from "./quantizer.js";
+import { type Bits, type QuantizedMatrix, RNE, checkSpec, groupParams } from "./quantizer.js";
 import { NotPositiveDefinite, upperCholeskyOfInverse } from "./linalg.js";
 import { type Mat, type OrtMath } from "./ort-math.js";
 
@@ -310,10 +310,7 @@ function quantizeColumn(w: Float32Array, S: Float32Array, Z: Uint8Array, maxq: n
   let loss = 0;
   for (let n = 0; n < w.length; n++) {
     const x = w[n], s = S[n], z = Z[n];
-    const q = x / s;
-    let code = Math.round(q);
-    if (code - q === 0.5 && (code & 1) !== 0) code -= 1; // half to even
-    code += z;
+    let code = x / s + RNE - RNE + z; // round half to even (see RNE)
     if (code < 0) code = 0;
     else if (code > maxq) code = maxq;
     codes[n] = code;

@@ -48,10 +48,16 @@ export function checkSpec(spec: QuantSpec): void {
     throw new LoralabError(`--group-size must be -1 or a positive integer, got ${spec.groupSize}`);
 }
 
+/** 1.5·2⁵²: for |x| < 2⁵¹, x + RNE lies where doubles have no fraction bits, so the addition itself rounds
+ * x to the nearest integer, ties to even, and subtracting RNE again is exact. Hot loops use it inline:
+ * their results are clamped to [0, maxq], which larger |x| reach either way. */
+export const RNE = 1.5 * 2 ** 52;
+
 /** torch.round: half to even. */
 export function roundHalfEven(x: number): number {
+  if (Math.abs(x) < 2 ** 51) return x + RNE - RNE || x * 0; // a zero keeps x's sign, as torch's does
   const r = Math.round(x);
-  return r - x === 0.5 && (r & 1) !== 0 ? r - 1 : r;
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** The smallest positive fp16 value: a scale never rounds to zero (that would divide by zero). */
@@ -119,10 +125,7 @@ export function quantizeRtn(W: Float32Array, N: number, K: number, spec: QuantSp
       zeros[n * ng + g] = z;
       for (let k = k0; k < k1; k++) {
         // w·(1/s) may differ from w/s in the last bit; use the division so codes match the reference
-        const x = W[row + k] / s;
-        let q = Math.round(x);
-        if (q - x === 0.5 && (q & 1) !== 0) q -= 1; // half to even, inline (hot loop)
-        q += z;
+        const q = W[row + k] / s + RNE - RNE + z; // round half to even (see RNE)
         codes[row + k] = q < 0 ? 0 : q > maxq ? maxq : q;
       }
     }

@@ -35,6 +35,27 @@ describe("file sink (O_DIRECT staging, buffered fallback)", function () {
     });
   }
 
+  it("direct: a full disk (a real 4 MiB tmpfs) fails with ENOSPC from write or finish", async function () {
+    const { execFileSync } = await import("node:child_process");
+    const { mkdirSync } = await import("node:fs");
+    const mnt = join(tmp.path, "tiny");
+    mkdirSync(mnt);
+    try { execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], { stdio: "ignore" }); } catch { this.skip(); }
+    try {
+      const sink = await openSink(join(mnt, "big.bin"));
+      assert.equal(sink.kind, "direct"); // tmpfs takes O_DIRECT from Linux 6.6
+      await assert.rejects((async () => {
+        try {
+          await sink.write(pieces[2]); // 16 MB into 4 MiB
+          await sink.finish();
+        } catch (e) {
+          await sink.abort();
+          throw e;
+        }
+      })(), (e: NodeJS.ErrnoException) => e.code === "ENOSPC");
+    } finally { execFileSync("umount", [mnt]); }
+  });
+
   it("abort closes the file after the writes in flight", async () => {
     const path = join(tmp.path, "aborted.bin");
     const sink = await openSink(path);

@@ -2,7 +2,8 @@ import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 
 /** A file written front to back, one `write` at a time. `write` resolves once `bytes` may be reused; `finish` makes
- * the file durable (data and size) and closes it; `abort` closes it after any write in flight. */
+ * the file durable (data and size) and closes it; `abort` closes it after any write in flight (once, however
+ * often it is called). */
 export interface FileSink {
   readonly kind: "direct" | "buffered";
   write(bytes: Uint8Array): Promise<void>;
@@ -52,6 +53,7 @@ class DirectSink implements FileSink {
   private fill = 0;
   /** file offset of the chunk being filled */
   private at = 0;
+  private closing?: Promise<void>;
 
   constructor(private readonly fh: FileHandle) {
     const mem = new WebAssembly.Memory({ initial: (CHUNK * CHUNKS) / 65536 });
@@ -95,9 +97,9 @@ class DirectSink implements FileSink {
     }
   }
 
-  async abort(): Promise<void> {
-    await Promise.allSettled(this.inflight);
-    await this.fh.close();
+  abort(): Promise<void> {
+    this.closing ??= Promise.allSettled(this.inflight).then(() => this.fh.close());
+    return this.closing;
   }
 }
 
@@ -106,6 +108,7 @@ class BufferedSink implements FileSink {
   private pending: Promise<void> = Promise.resolve();
   private readonly syncs: Promise<void>[] = [];
   private sinceSync = 0;
+  private closing?: Promise<void>;
 
   constructor(private readonly fh: FileHandle, private readonly syncEvery?: number) {}
 
@@ -131,10 +134,9 @@ class BufferedSink implements FileSink {
     }
   }
 
-  async abort(): Promise<void> {
-    await this.pending.catch(() => {});
-    await Promise.allSettled(this.syncs);
-    await this.fh.close();
+  abort(): Promise<void> {
+    this.closing ??= Promise.allSettled([this.pending, ...this.syncs]).then(() => this.fh.close());
+    return this.closing;
   }
 }
 

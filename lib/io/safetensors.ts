@@ -191,6 +191,10 @@ export interface WriteOptions {
   deferFinish?: (finish: Promise<void>) => void;
 }
 
+/** Files from this size on bypass the page cache (file-sink.ts); smaller ones stay cached for whoever reads
+ * them next and need no 48 MB of staging. */
+const DIRECT_MIN_BYTES = 64 * 2 ** 20;
+
 /** Writes one safetensors file tensor by tensor: the header first (from the plan), then each tensor's
  * bytes as `produce` yields them, so only one tensor (two when pipelined) is in memory at a time. */
 export async function writeSafetensors(
@@ -200,11 +204,12 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
   opts: WriteOptions = {},
 ): Promise<number> {
-  const sink = await openSink(path, { syncEvery: opts.syncEvery });
+  const header = encodeHeader(tensors, metadata);
+  const planned = header.length + tensors.reduce((a, t) => a + planBytes(t), 0);
+  const sink = await openSink(path, { syncEvery: opts.syncEvery, direct: planned >= DIRECT_MIN_BYTES });
   let pending: Promise<void> = Promise.resolve();
   let total = 0;
   try {
-    const header = encodeHeader(tensors, metadata);
     await sink.write(header);
     total = header.length;
     for (let i = 0; i < tensors.length; i++) {

@@ -65,12 +65,13 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
     emit(op.get(wv), op.get(d), s(S.f32x4Add), op.set(y));
     emit(op.get(ddv), op.get(d), op.get(d), s(S.f32x4Mul), s(S.f32x4Add), op.set(ddv));
     emit(op.get(wwv), op.get(wv), op.get(wv), s(S.f32x4Mul), s(S.f32x4Add), op.set(wwv));
-    emit(op.get(mdv), op.get(d), s(S.f32x4Abs), s(S.f32x4Pmax), op.set(mdv));
+    // |x| as x & 0x7fffffff: the same bits as f32x4.abs, whose mask TurboFan rebuilt at every use
+    emit(op.get(mdv), op.get(d), vconstI32(0x7fffffff), s(S.and), s(S.f32x4Pmax), op.set(mdv));
     emit(op.get(badv), op.get(y), op.get(y), s(S.f32x4Sub), s(S.f32x4Add), op.set(badv)); // y − y is NaN for NaN/±Inf
     if (outT === "BF16") {
       // round to nearest even on the bits: t = u + 0x7fff + ((u >> 16) & 1); the bf16 is t >> 16
       emit(op.get(y), op.get(y), op.i32(16), s(S.i32x4ShrU), vconstI32(1), s(S.and), s(S.i32x4Add), vconstI32(0x7fff), s(S.i32x4Add), op.set(t));
-      emit(op.get(rev), op.get(t), vconstI32(0xffff0000 | 0), s(S.and), op.get(y), s(S.f32x4Sub), s(S.f32x4Abs), s(S.f32x4Pmax), op.set(rev));
+      emit(op.get(rev), op.get(t), vconstI32(0xffff0000 | 0), s(S.and), op.get(y), s(S.f32x4Sub), vconstI32(0x7fffffff), s(S.and), s(S.f32x4Pmax), op.set(rev));
       // rounding up to ±Inf leaves rounding error Inf: counted as non-finite below
       emit(op.get(badv), op.get(rev), op.get(rev), s(S.f32x4Sub), s(S.f32x4Add), op.set(badv));
       emit(op.get(out), op.get(t), op.i32(16), s(S.i32x4ShrU), op.tee(t), op.get(t), s(S.i16x8NarrowI32x4U), s(S.store64Lane, 3, ...uleb(8 * c), 0));

@@ -30,7 +30,7 @@ export class SignatureError extends Error {
 /** Signs and verifies with HMAC-SHA256 over header, parent header, metadata and content (the wire spec).
  * An empty key disables signing, as the spec allows. */
 export class Signer {
-  constructor(private readonly key: string, private readonly scheme = "hmac-sha256") {
+  constructor(private readonly key: string, scheme = "hmac-sha256") {
     if (key && scheme !== "hmac-sha256") throw new Error(`unsupported signature_scheme '${scheme}' (only hmac-sha256)`);
   }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateGpt2Model, generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
 import { ModelDir } from "../lib/io/model-dir.js";

@@ -3,7 +3,6 @@ import { readFileSync } from "node:fs";
 import { ModelDir } from "../lib/io/model-dir.js";
 import { DecoderLayerRunner } from "../lib/model/layer-runner.js";
 import { MapWeightSource } from "../lib/model/weights.js";
-import { Tensor } from "../lib/tensor/tensor.js";
 import { data } from "./helpers/paths.js";
 import { randomModel, referenceForward } from "./model-reference.js";
 

@@ -76,7 +76,7 @@ function linear(W: Float64Array, x: Float64Array, out: number, bias?: Float64Arr
 
 /** Logits [seq × vocab] for one sequence, all positions. */
 export function referenceForward(cfg: ModelConfig, w: F64Map, ids: number[], loras: Map<string, RefLora> = new Map()): Float64Array[] {
-  const d = cfg.hiddenSize, H = cfg.numHeads, KV = cfg.numKvHeads, D = cfg.headDim, I = cfg.intermediateSize, S = ids.length;
+  const d = cfg.hiddenSize, H = cfg.numHeads, KV = cfg.numKvHeads, D = cfg.headDim, I = cfg.intermediateSize;
   const get = (n: string) => { const t = w.get(n); if (!t) throw new Error(`reference: no ${n}`); return t; };
   const freqs = invFreq(cfg);
   const emb = get("model.embed_tokens.weight");

@@ -8,7 +8,6 @@ import { LoralabError } from "../lib/errors.js";
 import { histogram } from "../lib/tensor/stats.js";
 import {
   GROUP_SIZE_PARAM,
-  HtmlFragment,
   composeHtml,
   JUPYTER_DISPLAY,
   Plot,

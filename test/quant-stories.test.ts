@@ -3,7 +3,7 @@
  * tokens, BOS first). GPTQ ≤ RTN (same quantizer rule) and AWQ ≤ RTN (min-max) at 4 and 3 bits for every
  * group size the model allows; 8-bit within 1% of the float model; artifacts reproduce the evaluation. */
 import assert from "node:assert/strict";
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { perplexity } from "../lib/bench/perplexity.js";
 import { SafetensorsFile, saveTensors } from "../lib/io/safetensors.js";

@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { AtomicOutputDir } from "../io/output-dir.js";
 import type { LongTaskOptions } from "../progress.js";
-import { LoralabError, throwIfAborted } from "../errors.js";
+import { LoralabError } from "../errors.js";
 import { escapeHtml, HtmlFragment } from "./html.js";
 import { Plot, savePlots, type PlotFormat } from "./plot.js";
 

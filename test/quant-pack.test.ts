@@ -5,7 +5,7 @@ import { roundToF16 } from "../lib/tensor/half.js";
 import {
   AWQ_ORDER, packAwq, packGgml, packGptq, packMatMulNBits, unpackAwq, unpackGgml, unpackGptq, unpackMatMulNBits,
 } from "../lib/quant/pack.js";
-import { type Bits, type QuantizedMatrix, dequantize, quantizeRtn, roundHalfEven } from "../lib/quant/quantizer.js";
+import { type Bits, type QuantizedMatrix, assertFinite, dequantize, quantizationError, quantizeRtn, relativeError, roundHalfEven } from "../lib/quant/quantizer.js";
 import { reorderActOrder } from "../lib/quant/weight-source.js";
 
 function rng(seed: number): () => number {
@@ -44,6 +44,26 @@ describe("quantizer (SPEC §4)", () => {
     assert.deepEqual([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.4, 2.6].map(roundHalfEven), [-2, -2, -0, 0, 2, 2, 2, 3]);
     // beyond the 1.5·2⁵² trick's range: 2⁵¹ + 0.5 and 2⁵¹ + 1.5 still have a half; 2⁵³ is an integer already
     assert.deepEqual([2 ** 51 + 0.5, 2 ** 51 + 1.5, -(2 ** 51) - 0.5, 2 ** 53, 2 ** 51 - 0.5].map(roundHalfEven), [2 ** 51, 2 ** 51 + 2, -(2 ** 51), 2 ** 53, 2 ** 51]);
+  });
+
+  it("quantizationError equals relativeError(W, dequantize(q)) exactly, also with a permuted g_idx", () => {
+    const N = 16, K = 96, w = randomWeight(N, K, 9);
+    for (const G of [-1, 32]) {
+      const q = quantizeRtn(w, N, K, { bits: 3, groupSize: G, sym: false, rule: "gptq" });
+      assert.equal(quantizationError(w, q), relativeError(w, dequantize(q)));
+      const ng = q.scales.length / N;
+      const permuted = { ...q, gIdx: Int32Array.from(q.gIdx, (_, k) => (k * 7) % ng) };
+      assert.equal(quantizationError(w, permuted), relativeError(w, dequantize(permuted)));
+    }
+  });
+
+  it("assertFinite names the first NaN/±Inf and its index; finite weights pass", () => {
+    assert.doesNotThrow(() => assertFinite(Float32Array.from([0, -1e38, 3e38, 1e-45]), "w"));
+    for (const [bad, at] of [[NaN, 5], [Infinity, 9], [-Infinity, 0]] as const) {
+      const w = new Float32Array(10);
+      w[at] = bad;
+      assert.throws(() => assertFinite(w, "model.layers.0.mlp.up_proj.weight"), (e: Error) => e.message.includes("model.layers.0.mlp.up_proj.weight") && e.message.includes(`index ${at}`) && e.message.includes(String(bad)));
+    }
   });
 
   it("GPTQ sym 4-bit: s = 2·max|w|/15 rounded to fp16, z = 8 (hand-worked)", () => {
@@ -173,6 +193,22 @@ describe("write → read round trips are exact", () => {
         sameCodes(q, back);
       });
     }
+  }
+  for (const bits of [2, 4, 8] as Bits[]) {
+    it(`MatMulNBits ${bits}-bit, K = 101 (a partial byte and a partial block at the end)`, () => {
+      const w101 = randomWeight(8, 101, 5);
+      const q = quantizeRtn(w101, 8, 101, { bits, groupSize: 32, sym: false, rule: "gptq" });
+      const t = packMatMulNBits(q);
+      sameCodes(q, unpackMatMulNBits(t, 8, 101, bits, 32));
+      // the padding past K packs as zero codes: each row's last block byte holds only what K puts there
+      const perByte = 8 / bits, blob = (32 * bits) / 8, lastByte = 3 * blob + Math.floor((101 - 96) / perByte);
+      for (let n = 0; n < 8; n++) {
+        let expect = 0;
+        for (let k = Math.floor(101 / perByte) * perByte; k < 101; k++) expect |= q.codes[n * 101 + k] << (bits * (k % perByte));
+        if (101 % perByte !== 0) assert.equal(t.B[n * 4 * blob + lastByte], expect);
+        for (let j = lastByte + 1; j < 4 * blob; j++) assert.equal(t.B[n * 4 * blob + j], 0);
+      }
+    });
   }
   for (const G of [-1, 32, 64, 128]) {
     it(`AWQ 4-bit g${G}`, () => {

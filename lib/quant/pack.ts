@@ -171,12 +171,20 @@ export function packMatMulNBits(q: QuantizedMatrix): MatMulNBitsTensors {
   const blob = (blockSize * bits) / 8;
   const perByte = 8 / bits;
   const B = new Uint8Array(N * kBlocks * blob);
+  // act-order columns are not expressible: writers re-order K before packing (see gIdx check there).
+  // Byte j of a row holds codes j·perByte … (j+1)·perByte − 1, the first in the low bits; K's tail is zero.
+  const full = Math.floor(K / perByte);
   for (let n = 0; n < N; n++) {
-    const base = n * kBlocks * blob;
-    for (let k = 0; k < K; k++) {
-      // act-order columns are not expressible: writers re-order K before packing (see gIdx check there)
-      B[base + Math.floor(k / perByte)] |= codes[n * K + k] << (bits * (k % perByte));
-    }
+    const base = n * kBlocks * blob, row = n * K;
+    if (bits === 8) B.set(codes.subarray(row, row + K), base);
+    else if (bits === 4) for (let j = 0, k = row; j < full; j++, k += 2) B[base + j] = codes[k] | (codes[k + 1] << 4);
+    else
+      for (let j = 0, k = row; j < full; j++) {
+        let v = 0;
+        for (let u = 0; u < perByte; u++, k++) v |= codes[k] << (bits * u);
+        B[base + j] = v;
+      }
+    for (let k = full * perByte; k < K; k++) B[base + full] |= codes[row + k] << (bits * (k % perByte));
   }
   const zpBytes = Math.ceil((kBlocks * bits) / 8);
   const zeroPoints = new Uint8Array(N * zpBytes);

@@ -166,9 +166,51 @@ export function relativeError(W: Float32Array, What: Float32Array): number {
   return den === 0 ? (num === 0 ? 0 : Infinity) : Math.sqrt(num / den);
 }
 
+/** `relativeError(W, dequantize(q))` in one pass, without the dequantized copy (same float32 Ŵ values). */
+export function quantizationError(W: Float32Array, q: QuantizedMatrix): number {
+  const { N, K, codes, scales, zeros, gIdx, groupSize: G } = q;
+  const ng = scales.length / N;
+  const contiguous = gIdx.every((g, k) => g === Math.floor(k / G));
+  let num = 0;
+  let den = 0;
+  for (let n = 0; n < N; n++) {
+    const row = n * K, gRow = n * ng;
+    if (contiguous) {
+      // group by group: the scale and zero stay in registers
+      for (let g = 0; g < ng; g++) {
+        const sc = scales[gRow + g], z = zeros[gRow + g], end = row + Math.min(K, (g + 1) * G);
+        for (let i = row + g * G; i < end; i++) {
+          const w = W[i], d = w - Math.fround(sc * (codes[i] - z));
+          num += d * d;
+          den += w * w;
+        }
+      }
+    } else {
+      for (let k = 0; k < K; k++) {
+        const g = gRow + gIdx[k], w = W[row + k];
+        const d = w - Math.fround(scales[g] * (codes[row + k] - zeros[g]));
+        num += d * d;
+        den += w * w;
+      }
+    }
+  }
+  return den === 0 ? (num === 0 ? 0 : Infinity) : Math.sqrt(num / den);
+}
+
 /** Throws a LoralabError naming the tensor when any weight is NaN or infinite. */
 export function assertFinite(W: Float32Array, name: string): void {
-  for (let i = 0; i < W.length; i++) {
-    if (!Number.isFinite(W[i])) throw new LoralabError(`tensor '${name}' holds a non-finite weight (${W[i]}) at flat index ${i}; refusing to quantize`);
+  // x − x is NaN exactly for NaN and ±Inf: branch-free sums over the tensor (four, so the adds do not wait
+  // on each other), the search only on failure
+  let p0 = 0, p1 = 0, p2 = 0, p3 = 0;
+  const n4 = W.length & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    p0 += W[i] - W[i];
+    p1 += W[i + 1] - W[i + 1];
+    p2 += W[i + 2] - W[i + 2];
+    p3 += W[i + 3] - W[i + 3];
   }
+  for (let i = n4; i < W.length; i++) p0 += W[i] - W[i];
+  if (p0 + p1 + p2 + p3 === 0) return;
+  const i = W.findIndex((x) => !Number.isFinite(x));
+  throw new LoralabError(`tensor '${name}' holds a non-finite weight (${W[i]}) at flat index ${i}; refusing to quantize`);
 }

@@ -5,7 +5,7 @@ import { roundToF16 } from "../lib/tensor/half.js";
 import {
   AWQ_ORDER, packAwq, packGgml, packGptq, packMatMulNBits, unpackAwq, unpackGgml, unpackGptq, unpackMatMulNBits,
 } from "../lib/quant/pack.js";
-import { type Bits, type QuantizedMatrix, assertFinite, dequantize, quantizationError, quantizeRtn, relativeError, roundHalfEven } from "../lib/quant/quantizer.js";
+import { type Bits, type QuantizedMatrix, assertFinite, dequantize, fakeQuantizeRtn, quantizationError, quantizeRtn, relativeError, roundHalfEven } from "../lib/quant/quantizer.js";
 import { reorderActOrder } from "../lib/quant/weight-source.js";
 
 function rng(seed: number): () => number {
@@ -54,6 +54,20 @@ describe("quantizer (SPEC §4)", () => {
       const ng = q.scales.length / N;
       const permuted = { ...q, gIdx: Int32Array.from(q.gIdx, (_, k) => (k * 7) % ng) };
       assert.equal(quantizationError(w, permuted), relativeError(w, dequantize(permuted)));
+    }
+  });
+
+  it("fakeQuantizeRtn equals dequantize(quantizeRtn(·)), with and without per-column scaling, bit for bit", () => {
+    const N = 12, K = 96, w = randomWeight(N, K, 11);
+    const c = Float32Array.from({ length: K }, (_, k) => 0.25 + ((k * 37) % 17) / 8);
+    for (const bits of [2, 3, 4, 8] as Bits[]) for (const groupSize of [-1, 32, 40]) for (const sym of [true, false]) for (const rule of ["gptq", "minmax"] as const) {
+      if (rule === "minmax" && sym) continue;
+      const spec = { bits, groupSize, sym, rule };
+      assert.deepEqual(fakeQuantizeRtn(w, N, K, spec, new Float32Array(N * K)), dequantize(quantizeRtn(w, N, K, spec)));
+      // the scaled composition written out: W·diag(c) stored as float32, quantized, dequantized, divided back
+      const ws = Float32Array.from(w, (x, i) => x * c[i % K]);
+      const expected = Float32Array.from(dequantize(quantizeRtn(ws, N, K, spec)), (x, i) => x / c[i % K]);
+      assert.deepEqual(fakeQuantizeRtn(w, N, K, spec, new Float32Array(N * K), c), expected, `${bits}-bit g${groupSize} ${sym ? "sym" : "asym"} ${rule}`);
     }
   });
 

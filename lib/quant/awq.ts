@@ -2,7 +2,7 @@
  * (duo scaling, as AutoAWQ), and the clipping search; quantization is min-max asymmetric (§4.1). The
  * caller supplies the forward that measures a candidate's output error (a layer run on ORT). */
 import type { OrtMath } from "./ort-math.js";
-import { type Bits, dequantize, quantizeRtn } from "./quantizer.js";
+import { type Bits, fakeQuantizeRtn } from "./quantizer.js";
 
 export const N_GRID = 20;
 
@@ -58,11 +58,7 @@ export function candidateScales(xMean: Float64Array, wMean: Float64Array, ratio:
 
 /** Q(W·diag(s))·diag(s)⁻¹: what the scaled linear computes on unscaled inputs. */
 export function pseudoQuantScaled(W: Float32Array, N: number, K: number, s: Float32Array, bits: Bits, groupSize: number): Float32Array {
-  const Ws = new Float32Array(N * K);
-  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) Ws[n * K + k] = W[n * K + k] * s[k];
-  const deq = dequantize(quantizeRtn(Ws, N, K, { bits, groupSize, sym: false, rule: "minmax" }));
-  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) deq[n * K + k] /= s[k];
-  return deq;
+  return fakeQuantizeRtn(W, N, K, { bits, groupSize, sym: false, rule: "minmax" }, new Float32Array(N * K), s);
 }
 
 export interface ScaleSearchResult {
@@ -139,7 +135,7 @@ export async function clipSearch(W: Float32Array, N: number, K: number, x: Float
   };
   const bestErr = new Float64Array(N * ng).fill(Infinity);
   const bestMax = Float32Array.from(orgMax);
-  const clipped = new Float32Array(N * K);
+  const clipped = new Float32Array(N * K), candidate = new Float32Array(N * K);
   for (let i = 0; i < N_GRID / 2; i++) {
     const f = 1 - i / N_GRID;
     for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
@@ -149,7 +145,7 @@ export async function clipSearch(W: Float32Array, N: number, K: number, x: Float
         clipped[n * K + k] = w > mv ? mv : w < -mv ? -mv : w;
       }
     }
-    const err = await errors(dequantize(quantizeRtn(clipped, N, K, { bits, groupSize: G, sym: false, rule: "minmax" })));
+    const err = await errors(fakeQuantizeRtn(clipped, N, K, { bits, groupSize: G, sym: false, rule: "minmax" }, candidate));
     for (let c = 0; c < N * ng; c++) {
       if (err[c] < bestErr[c]) {
         bestErr[c] = err[c];

@@ -133,6 +133,38 @@ export function quantizeRtn(W: Float32Array, N: number, K: number, spec: QuantSp
   return { N, K, bits: spec.bits, groupSize: G, sym: spec.sym, codes, scales, zeros, gIdx: trivialGIdx(K, G) };
 }
 
+/** `dequantize(quantizeRtn(W·diag(c), …))·diag(c)⁻¹` into `out` in one pass per group, without the codes
+ * or the scaled and dequantized copies (the same float32 roundings, so the same values); `c` (per input
+ * column) is optional. For searches that only need the candidate weights (AWQ's scales and clipping). */
+export function fakeQuantizeRtn(W: Float32Array, N: number, K: number, spec: QuantSpec, out: Float32Array, c?: Float32Array): Float32Array {
+  checkSpec(spec);
+  const G = effectiveGroupSize(K, spec.groupSize);
+  const maxq = (1 << spec.bits) - 1;
+  const sOut = new Float64Array(1);
+  const v = new Float32Array(G);
+  for (let n = 0; n < N; n++) {
+    const row = n * K;
+    for (let k0 = 0; k0 < K; k0 += G) {
+      const len = Math.min(G, K - k0);
+      let min = Infinity, max = -Infinity;
+      for (let j = 0; j < len; j++) {
+        const w = c ? (v[j] = W[row + k0 + j] * c[k0 + j]) : (v[j] = W[row + k0 + j]);
+        if (w < min) min = w;
+        if (w > max) max = w;
+      }
+      const z = groupParams(min, max, spec.bits, spec.sym, spec.rule, sOut);
+      const sc = sOut[0];
+      for (let j = 0; j < len; j++) {
+        const q = v[j] / sc + RNE - RNE + z;
+        const code = q >= 0 ? (q > maxq ? maxq : q) : 0; // as a Uint8Array stores it (NaN → 0)
+        const d = Math.fround(sc * (code - z));
+        out[row + k0 + j] = c ? d / c[k0 + j] : d;
+      }
+    }
+  }
+  return out;
+}
+
 export function trivialGIdx(K: number, G: number): Int32Array {
   const g = new Int32Array(K);
   for (let k = 0; k < K; k++) g[k] = Math.floor(k / G);

@@ -344,15 +344,7 @@ async function lazyUpdate(math: OrtMath, Hi: Float32Array, K: number, r0: number
   const Hblk = new Float32Array(count * rest);
   for (let i = 0; i < count; i++) Hblk.set(Hi.subarray((r0 + i) * K + r1, (r0 + i) * K + c1), i * rest);
   if (count * rest * N < 1 << 21) {
-    for (let i = 0; i < count; i++) {
-      const e = i * N;
-      for (let r = 0; r < rest; r++) {
-        const h = Hblk[i * rest + r];
-        if (h === 0) continue;
-        const o = r * N;
-        for (let n = 0; n < N; n++) tail[o + n] -= E[e + n] * h;
-      }
-    }
+    for (let i = 0; i < count; i++) subtractOuter(tail, E.subarray(i * N, (i + 1) * N), Hblk.subarray(i * rest, (i + 1) * rest), 0, rest, N);
     return;
   }
   const out = await math.gemm({ data: Hblk, rows: count, cols: rest }, { data: E, rows: count, cols: N }, { transA: true, alpha: -1, beta: 1 }, { data: tail, rows: rest, cols: N });

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { openSink } from "../lib/io/file-sink.js";
 import { seededRandom } from "../lib/random.js";
 import { tempDir } from "./helpers/paths.js";
+import { onTinyTmpfs } from "./helpers/tmpfs.js";
 
 describe("file sink (O_DIRECT staging, buffered fallback)", function () {
   this.timeout(60_000);
@@ -36,12 +37,7 @@ describe("file sink (O_DIRECT staging, buffered fallback)", function () {
   }
 
   it("direct: a full disk (a real 4 MiB tmpfs) fails with ENOSPC from write or finish", async function () {
-    const { execFileSync } = await import("node:child_process");
-    const { mkdirSync } = await import("node:fs");
-    const mnt = join(tmp.path, "tiny");
-    mkdirSync(mnt);
-    try { execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], { stdio: "ignore" }); } catch { this.skip(); }
-    try {
+    await onTinyTmpfs(this, tmp.path, "tiny", "4m", async (mnt) => {
       const sink = await openSink(join(mnt, "big.bin"));
       assert.equal(sink.kind, "direct"); // tmpfs takes O_DIRECT from Linux 6.6
       await assert.rejects((async () => {
@@ -53,7 +49,7 @@ describe("file sink (O_DIRECT staging, buffered fallback)", function () {
           throw e;
         }
       })(), (e: NodeJS.ErrnoException) => e.code === "ENOSPC");
-    } finally { execFileSync("umount", [mnt]); }
+    });
   });
 
   it("abort closes the file after the writes in flight", async () => {

@@ -6,6 +6,7 @@ import { ModelDir } from "../lib/io/model-dir.js";
 import { loadAdapter } from "../lib/lora/adapter.js";
 import { merge } from "../lib/lora/merge.js";
 import { data, tempDir } from "./helpers/paths.js";
+import { onTinyTmpfs } from "./helpers/tmpfs.js";
 
 /** Independent float64 reference of SPEC §3: W + Σ w·s·(BA) (transposed for Conv1D/embedding), DoRA rows. */
 async function reference(baseDir: string, adapters: { path: string; weight: number }[], name: string, src = name): Promise<Float64Array> {
@@ -138,16 +139,11 @@ describe("merge", function () {
   });
 
   it("full disk (a real 256 KiB tmpfs): clear error, nothing left on it", async function () {
-    const { execFileSync } = await import("node:child_process");
-    const { mkdirSync } = await import("node:fs");
-    const mnt = join(tmp.path, "tiny");
-    mkdirSync(mnt);
-    try { execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt], { stdio: "ignore" }); } catch { this.skip(); }
-    try {
+    await onTinyTmpfs(this, tmp.path, "tiny", "256k", async (mnt) => {
       await assert.rejects(merge({ base: data("stories260K-hf"), adapters: [{ path: data("stories260K-lora-shakespeare") }], out: join(mnt, "out") }),
         (e: Error) => /ENOSPC|space/i.test(e.message) && e.message.includes(join(mnt, "out")));
       assert.deepEqual(readdirSync(mnt), []);
-    } finally { execFileSync("umount", [mnt]); }
+    });
   });
 
   it("bad input: shape mismatch, missing module, NaN — no output left behind", async () => {

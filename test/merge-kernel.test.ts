@@ -28,7 +28,8 @@ interface Case { rows: number; cols: number; r: number; inT: KernelDType; outT: 
 async function runCase(c: Case, threads = 1) {
   const k = new LowRankKernels(threads);
   const isz = c.inT === "F32" ? 4 : 2, osz = c.outT === "F32" ? 4 : 2;
-  const at = { r: 128, l: 128 + c.r * c.cols * 4 } as { r: number; l: number; w: number; out: number };
+  const F = LowRankKernels.FIRST_FREE;
+  const at = { r: F, l: F + c.r * c.cols * 4 } as { r: number; l: number; w: number; out: number };
   at.w = at.l + c.rows * c.r * 4; at.out = at.w + c.rows * c.cols * 4;
   k.reserve(at.out + c.rows * c.cols * osz);
   packR(k.f32(at.r, c.r * c.cols), c.r, c.cols, (q, j) => c.R[q * c.cols + j]);
@@ -91,12 +92,20 @@ describe("low-rank merge kernel (WebAssembly SIMD)", function () {
     assert.equal(nan.st.finite, false);
   });
 
-  it("the helper thread's half gives the same bytes as one thread", async () => {
-    const c = randomCase(300, 40, 4, "BF16", "BF16");
-    const one = await runCase(c, 1), two = await runCase(c, 2);
-    assert.deepEqual(two.out, one.out);
-    assert.ok(Math.abs(two.st.sumSqDelta - one.st.sumSqDelta) <= 1e-9 * one.st.sumSqDelta);
-    assert.equal(two.st.maxAbsDelta, one.st.maxAbsDelta);
+  it("rows split over 2, 3 or 4 threads give the same bytes and statistics as one thread", async () => {
+    const c = randomCase(300, 40, 4, "BF16", "BF16"); // 300 rows: up to 4 parts of ≥ 64 rows
+    const one = await runCase(c, 1);
+    for (const threads of [2, 3, 4]) {
+      const many = await runCase(c, threads);
+      assert.deepEqual(many.out, one.out);
+      assert.ok(Math.abs(many.st.sumSqDelta - one.st.sumSqDelta) <= 1e-9 * one.st.sumSqDelta);
+      assert.ok(Math.abs(many.st.sumSqW - one.st.sumSqW) <= 1e-9 * one.st.sumSqW);
+      assert.equal(many.st.maxAbsDelta, one.st.maxAbsDelta);
+      assert.equal(many.st.maxRoundErr, one.st.maxRoundErr);
+    }
+    // a non-finite value in the last part (a helper's rows) is reported
+    const bad = await runCase({ ...c, L: c.L.map((x, i) => (i === c.L.length - 1 ? Infinity : x)) }, 4);
+    assert.equal(bad.st.finite, false);
   });
 });
 

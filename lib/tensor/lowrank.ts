@@ -110,10 +110,13 @@ type RowsFn = (w: number, l: number, rp: number, out: number, rows: number, cols
 
 const MAX_PAGES = 65536; // 4 GiB, the 32-bit limit; a shared memory must declare its maximum
 const MIN_SPLIT_ROWS = 64; // below this a helper thread costs more than it saves
+const MAX_THREADS = 16;
 
+/** Kernel threads: LORALAB_MERGE_THREADS, else one per core up to 8 (2 on the 2-core machines the numbers
+ * in docs/merge.md come from; more threads are untested for speed here, only for equal output). */
 export function defaultThreads(): number {
   const env = Number(process.env.LORALAB_MERGE_THREADS);
-  return env >= 1 ? Math.min(2, Math.floor(env)) : availableParallelism() >= 2 ? 2 : 1;
+  return env >= 1 ? Math.min(MAX_THREADS, Math.floor(env)) : Math.min(availableParallelism(), 8);
 }
 
 /** A helper thread: instantiates each kernel module on the shared memory and runs row ranges. A plain JS
@@ -130,18 +133,19 @@ parentPort.on("message", (m) => {
 
 /** Fused low-rank merge `out = round(W + L·R)` on WebAssembly SIMD over one shared memory that the caller
  * lays out (it reads tensors from files straight into it and writes results straight out of it). Large
- * tensors are split by rows between this thread and one helper thread (see `defaultThreads`). */
+ * tensors are split by rows between this thread and helper threads (see `defaultThreads`). */
 export class LowRankKernels {
   readonly memory: WasmMemory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
   private readonly fns = new Map<string, { module: object; run: RowsFn }>();
-  private helper?: Worker;
-  /** two 40-byte statistics blocks (this thread's and the helper's) */
-  static readonly STATS = [0, 64];
-  static readonly FIRST_FREE = 128;
+  private readonly helpers: Worker[] = [];
+  /** one 40-byte statistics block per thread, 64 bytes apart, from offset 0; the caller's data starts here */
+  static readonly FIRST_FREE = 64 * MAX_THREADS;
 
-  /** `threads`: 1 or 2. Default: 2 from 2 cores on (a quiet 2-core machine: merge/copy 0.33 → 0.37–0.38;
-   * under load from other jobs no faster). LORALAB_MERGE_THREADS overrides. */
-  constructor(private readonly threads = defaultThreads()) {}
+  /** `threads`: 1 to 16 (default `defaultThreads()`). Two measured 12–15% faster than one on a quiet 2-core
+   * machine, no faster under load from other jobs. */
+  constructor(private readonly threads = defaultThreads()) {
+    if (!(threads >= 1 && threads <= MAX_THREADS)) throw new Error(`internal: ${threads} kernel threads (1–${MAX_THREADS})`);
+  }
 
   /** Makes the memory at least `bytes` long (views taken before must be taken again). */
   reserve(bytes: number): void {
@@ -176,45 +180,46 @@ export class LowRankKernels {
   }
 
   /** Runs the kernel over `rows` rows (pointers are byte offsets into `memory`: W and out row-major
-   * [rows, cols], L [rows, r], R packed by `packR`). From 128 rows on, the helper thread takes the second half. */
+   * [rows, cols], L [rows, r], R packed by `packR`). The rows are split into equal parts, one per thread, with
+   * at least 64 rows each; this thread takes the first. */
   async run(r: number, inT: KernelDType, outT: KernelDType, p: { w: number; l: number; r: number; out: number }, rows: number, cols: number): Promise<LowRankStats> {
     if (cols % 4 !== 0 || cols === 0 || rows === 0) throw new Error(`internal: low-rank kernel needs cols % 4 == 0 and rows > 0 (got ${rows}x${cols})`);
     const cb = [2, 1].find((c) => c <= MAX_CB && cols % (4 * c) === 0)!;
     const key = `${r}/${inT}/${outT}/${cb}`;
     const f = this.fn(key, () => encodeModule([kernelFunc(r, inT, outT, cb)], 1, MAX_PAGES));
-    const [S0, S1] = LowRankKernels.STATS;
-    if (this.threads < 2 || rows < 2 * MIN_SPLIT_ROWS) {
-      f.run(p.w, p.l, p.r, p.out, rows, cols, S0);
-      return this.stats(S0);
-    }
-    const h = rows >> 1;
-    const helper = this.helperThread();
+    const parts = Math.max(1, Math.min(this.threads, Math.floor(rows / MIN_SPLIT_ROWS)));
+    const start = (i: number) => Math.floor((i * rows) / parts);
+    const args = (i: number) => {
+      const r0 = start(i);
+      return [p.w + r0 * cols * SIZE[inT], p.l + r0 * r * 4, p.r, p.out + r0 * cols * SIZE[outT], start(i + 1) - r0, cols, 64 * i] as const;
+    };
+    const done = Array.from({ length: parts - 1 }, (_, i) => this.runOnHelper(i, key, f.module, args(i + 1)));
+    f.run(...args(0));
+    await Promise.all(done);
+    const all = Array.from({ length: parts }, (_, i) => this.stats(64 * i));
+    return {
+      sumSqDelta: all.reduce((a, x) => a + x.sumSqDelta, 0), sumSqW: all.reduce((a, x) => a + x.sumSqW, 0),
+      maxAbsDelta: Math.max(...all.map((x) => x.maxAbsDelta)), maxRoundErr: Math.max(...all.map((x) => x.maxRoundErr)),
+      finite: all.every((x) => x.finite),
+    };
+  }
+
+  private runOnHelper(i: number, key: string, module: object, args: readonly number[]): Promise<void> {
+    const helper = (this.helpers[i] ??= new Worker(new URL(`data:text/javascript,${encodeURIComponent(HELPER_SRC)}`), { workerData: { memory: this.memory } }));
     const done = new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => { helper.off("message", onDone); reject(e); };
       const onDone = () => { helper.off("error", onError); resolve(); };
       helper.once("message", onDone).once("error", onError);
     });
     helper.ref();
-    helper.postMessage({ key, module: f.module, args: [p.w + h * cols * SIZE[inT], p.l + h * r * 4, p.r, p.out + h * cols * SIZE[outT], rows - h, cols, S1] });
-    f.run(p.w, p.l, p.r, p.out, h, cols, S0);
-    try { await done; } finally { helper.unref(); }
-    const a = this.stats(S0), b = this.stats(S1);
-    return {
-      sumSqDelta: a.sumSqDelta + b.sumSqDelta, sumSqW: a.sumSqW + b.sumSqW, maxAbsDelta: Math.max(a.maxAbsDelta, b.maxAbsDelta),
-      maxRoundErr: Math.max(a.maxRoundErr, b.maxRoundErr), finite: a.finite && b.finite,
-    };
+    helper.postMessage({ key, module, args });
+    return done.finally(() => helper.unref());
   }
 
-  private helperThread(): Worker {
-    this.helper ??= new Worker(new URL(`data:text/javascript,${encodeURIComponent(HELPER_SRC)}`), { workerData: { memory: this.memory } });
-    return this.helper;
-  }
-
-  /** Stops the helper thread (the memory stays usable from this thread). */
+  /** Stops the helper threads (the memory stays usable from this thread). */
   async close(): Promise<void> {
-    const h = this.helper;
-    this.helper = undefined;
-    await h?.terminate();
+    const hs = this.helpers.splice(0);
+    await Promise.all(hs.map((h) => h.terminate()));
   }
 }
 

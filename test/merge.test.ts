@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { generateGpt2Model, generateLlamaModel, generateLoraAdapter } from "../lib/fixtures/index.js";
 import { ModelDir } from "../lib/io/model-dir.js";
@@ -87,6 +88,19 @@ describe("merge", function () {
     assert.equal(report.untied, true);
     assert.equal(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).tie_word_embeddings, false);
     assert.ok(await compareAll(b, adapters, out) >= 10);
+  });
+
+  it("tensors over a kernel region (128 MB) merge in row chunks: 600,000-token embedding and lm_head match float64", async function () {
+    this.timeout(120_000);
+    const b = join(tmp.path, "big"), a = join(tmp.path, "biga"), out = join(tmp.path, "bigout");
+    // 600,000 × 64 float32 = 154 MB per tensor: a 524,288-row chunk, then 75,712 rows
+    await generateLlamaModel(b, { hiddenSize: 64, intermediateSize: 128, numLayers: 1, numHeads: 4, numKvHeads: 2, vocabSize: 600_000, dtype: "F32", seed: 4 });
+    await generateLoraAdapter(a, b, { r: 4, alpha: 8, targets: ["lm_head", "q_proj"], seed: 5, embedding: true });
+    const adapters = [{ path: a, weight: 1 }];
+    const report = await merge({ base: b, adapters, out });
+    assert.deepEqual(report.modules.map((m) => m.tensor).filter((t) => !t.includes("layers")).sort(), ["lm_head.weight", "model.embed_tokens.weight"]);
+    assert.ok(await compareAll(b, adapters, out) >= 3);
+    await rm(b, { recursive: true }); await rm(out, { recursive: true });
   });
 
   it("lora_bias and modules_to_save (untied qwen2 with q/k/v biases)", async () => {

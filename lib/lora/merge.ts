@@ -140,9 +140,10 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           const src = source(p.name);
           const e = base.entry(src);
           // take this tensor's read (maybe started by the previous call) before starting the next one's
-          const mine = fast.has(p.name) ? fast.read(p.name, (into) => base.readBytes(src, into), e.byteLength) : undefined;
+          const mine = fast.has(p.name) && !fast.chunked(p.name) ? fast.read(p.name, (into) => base.readBytes(src, into), e.byteLength) : undefined;
           const next = order[(position.get(p.name) ?? -2) + 1];
-          if (next !== undefined) { const ns = source(next); fast.prefetch(next, (into) => base.readBytes(ns, into), base.entry(ns).byteLength); }
+          // (a chunked tensor uses both input regions itself: the next one is read when its turn comes)
+          if (next !== undefined && !fast.chunked(p.name)) { const ns = source(next); fast.prefetch(next, (into) => base.readBytes(ns, into), base.entry(ns).byteLength); }
           done += numel(p.shape);
           o.onProgress?.({ phase: "merge", done, total, unit: "elements", label: p.name });
           if (!touched.has(p.name)) {
@@ -153,6 +154,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           }
           const jobs = lora.get(p.name) ?? [];
           if (mine) return fast.merge(p, await mine, e.dtype as KernelDType, jobs, reports);
+          if (fast.chunked(p.name)) return fast.mergeChunks(p, base.fileOf(src), src, e.dtype as KernelDType, jobs, reports);
           session ??= await deltaSession();
           const orig = (await base.read(src)).toF32(true);
           let w: Float32Array = orig; // copied before the first in-place change; ORT returns new arrays
@@ -243,8 +245,9 @@ const KERNEL_DTYPES: readonly DType[] = ["F32", "BF16"];
 const SYNC_EVERY = 256 * 2 ** 20;
 /** Chunk size for tensors copied unchanged. */
 const COPY_CHUNK = 32 * 2 ** 20;
-/** Above this many bytes (input + output) a tensor takes the general path: the kernel's memory is 32-bit. */
-const FAST_MAX_BYTES = 1.5 * 2 ** 30;
+/** Input bytes a kernel region holds: larger tensors are merged in row chunks of about this size (the kernel's
+ * memory is 32-bit, and memory stays bounded for 70B-sized MLPs or 128K-token vocabularies). */
+const REGION_BYTES = 128 * 2 **20;
 
 /** A tensor whose only changes are plain LoRA deltas (no DoRA, replacement or token rows), stored as F32/BF16
  * in and out, 2-D with a column count divisible by 4: merged in one fused WebAssembly pass. */
@@ -252,7 +255,7 @@ function fastEligible(p: TensorPlan, inDtype: DType, st: ({ j: Job } | object)[]
   if (!st || st.length === 0 || !st.every((x) => "j" in x && !x.j.m.magnitude)) return false;
   if (!KERNEL_DTYPES.includes(inDtype) || !KERNEL_DTYPES.includes(p.dtype) || p.shape.length !== 2) return false;
   const [rows, cols] = p.shape;
-  return rows > 0 && cols > 0 && cols % 4 === 0 && rows * cols * (4 + 4) <= FAST_MAX_BYTES;
+  return rows > 0 && cols > 0 && cols % 4 === 0;
 }
 
 /** The fused path: one WebAssembly memory laid out once for the largest eligible tensor
@@ -261,6 +264,8 @@ function fastEligible(p: TensorPlan, inDtype: DType, st: ({ j: Job } | object)[]
  * low-rank product of concatenated factors: W + Σ wᵢsᵢBᵢAᵢ = W + [w₁s₁B₁ … ]·[A₁; …]. */
 class FastPath {
   private readonly names: Set<string>;
+  /** rows per chunk of the tensors merged in chunks */
+  private readonly chunkRows = new Map<string, number>();
   private k?: LowRankKernels;
   private readonly at = { r: 0, l: 0, in: [0, 0], out: [0, 0], end: 0 };
   private readonly copies: (Uint8Array | undefined)[] = [undefined, undefined];
@@ -274,9 +279,12 @@ class FastPath {
     this.names = new Set(tensors.map((t) => t.p.name));
     let maxIn = 0, maxOut = 0, maxR = 0, maxL = 0;
     for (const { p, rank, inDtype } of tensors) {
-      const n = numel(p.shape);
-      maxIn = Math.max(maxIn, n * DTYPE_SIZE[inDtype]); maxOut = Math.max(maxOut, n * DTYPE_SIZE[p.dtype]);
-      maxR = Math.max(maxR, rank * p.shape[1] * 4); maxL = Math.max(maxL, p.shape[0] * rank * 4);
+      const [rows, cols] = p.shape;
+      // a tensor over REGION_BYTES goes in chunks of whole rows (at least one)
+      const chunkRows = Math.min(rows, Math.max(1, Math.floor(REGION_BYTES / (cols * DTYPE_SIZE[inDtype]))));
+      if (chunkRows < rows) this.chunkRows.set(p.name, chunkRows);
+      maxIn = Math.max(maxIn, chunkRows * cols * DTYPE_SIZE[inDtype]); maxOut = Math.max(maxOut, chunkRows * cols * DTYPE_SIZE[p.dtype]);
+      maxR = Math.max(maxR, rank * cols * 4); maxL = Math.max(maxL, rows * rank * 4);
     }
     const align = (x: number) => Math.ceil(x / 64) * 64;
     this.at.r = LowRankKernels.FIRST_FREE; this.at.l = align(this.at.r + maxR);
@@ -286,6 +294,9 @@ class FastPath {
   }
 
   has(name: string): boolean { return this.names.has(name); }
+
+  /** Whether `name` is merged in row chunks (`mergeChunks`) rather than whole (`read` + `merge`). */
+  chunked(name: string): boolean { return this.chunkRows.has(name); }
 
   /** A tensor copied unchanged, streamed in chunks through two small buffers in turn (the writer writes one
    * while the next is read), so a large embedding needs no tensor-sized buffer. */
@@ -313,7 +324,7 @@ class FastPath {
 
   /** Starts reading `name` (when eligible) so the disk/page-cache copy overlaps the current computation. */
   prefetch(name: string | undefined, read: (into: Uint8Array) => Promise<Uint8Array>, bytes: number): void {
-    if (name === undefined || !this.has(name) || this.ahead) return;
+    if (name === undefined || !this.has(name) || this.chunked(name) || this.ahead) return;
     const p = read(this.kernels().bytes(this.at.in[(this.turn.in ^= 1)], bytes));
     p.catch(() => {}); // rethrown when taken; a merge that fails first never awaits it
     this.ahead = { name, bytes: p };
@@ -323,11 +334,47 @@ class FastPath {
 
   async merge(p: TensorPlan, bytes: Uint8Array, inDtype: KernelDType, jobs: Job[], reports: ModuleReport[]): Promise<Uint8Array> {
     const [rows, cols] = p.shape;
-    const rank = jobs.reduce((a, j) => a + j.m.r, 0);
     const k = this.kernels();
     const inAt = bytes.byteOffset;
     if (bytes.buffer !== k.memory.buffer || !this.at.in.includes(inAt)) throw new Error("internal: fast-path input outside the kernel memory");
-    // L [rows, rank] row-major and R [rank, cols] packed; the scaling goes with B (as PEFT's s·(B·A))
+    const rank = this.factors(p, jobs);
+    const outT = p.dtype as KernelDType;
+    const out = this.at.out[(this.turn.out ^= 1)];
+    const st = await k.run(rank, inDtype, outT, { w: inAt, l: this.at.l, r: this.at.r, out }, rows, cols);
+    const outBytes = k.bytes(out, rows * cols * DTYPE_SIZE[outT]);
+    if (!st.finite) nonFinite(p.name, outT, outBytes, 0);
+    reports.push(moduleReport(p.name, jobs, st.sumSqW > 0 ? Math.sqrt(st.sumSqDelta / st.sumSqW) : 0, st.maxAbsDelta, st.maxRoundErr));
+    return outBytes;
+  }
+
+  /** A tensor too large for one region: rows read, merged and handed to the writer a chunk at a time (two
+   * input and two output regions in turn), the report's statistics summed over the chunks. */
+  async *mergeChunks(p: TensorPlan, file: SafetensorsFile, name: string, inDtype: KernelDType, jobs: Job[], reports: ModuleReport[]): AsyncGenerator<Uint8Array> {
+    const [rows, cols] = p.shape;
+    const chunk = this.chunkRows.get(p.name)!;
+    const k = this.kernels();
+    const rank = this.factors(p, jobs);
+    const outT = p.dtype as KernelDType, inRow = cols * DTYPE_SIZE[inDtype], outRow = cols * DTYPE_SIZE[outT];
+    let dd = 0, ww = 0, md = 0, re = 0;
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const n = Math.min(chunk, rows - r0);
+      const inAt = this.at.in[(this.turn.in ^= 1)], out = this.at.out[(this.turn.out ^= 1)];
+      await file.readRange(name, r0 * inRow, k.bytes(inAt, n * inRow));
+      const st = await k.run(rank, inDtype, outT, { w: inAt, l: this.at.l + r0 * rank * 4, r: this.at.r, out }, n, cols);
+      const outBytes = k.bytes(out, n * outRow);
+      if (!st.finite) nonFinite(p.name, outT, outBytes, r0 * cols);
+      dd += st.sumSqDelta; ww += st.sumSqW; md = Math.max(md, st.maxAbsDelta); re = Math.max(re, st.maxRoundErr);
+      yield outBytes;
+    }
+    reports.push(moduleReport(p.name, jobs, ww > 0 ? Math.sqrt(dd / ww) : 0, md, re));
+  }
+
+  /** Lays out L [rows, rank] row-major and R [rank, cols] packed for all of `jobs` on this tensor (the scaling
+   * goes with B, as PEFT's s·(B·A)); returns the total rank. */
+  private factors(p: TensorPlan, jobs: Job[]): number {
+    const [rows, cols] = p.shape;
+    const rank = jobs.reduce((a, j) => a + j.m.r, 0);
+    const k = this.kernels();
     const L = k.f32(this.at.l, rows * rank);
     const Rs: { k: number; get: (k: number, j: number) => number }[] = [];
     let off = 0;
@@ -348,18 +395,16 @@ class FastPath {
       let i = 0; while (i + 1 < Rs.length && q >= starts[i + 1]) i++;
       return Rs[i].get(q - starts[i], c);
     });
-    const outT = p.dtype as KernelDType;
-    const out = this.at.out[(this.turn.out ^= 1)];
-    const st = await k.run(rank, inDtype, outT, { w: inAt, l: this.at.l, r: this.at.r, out }, rows, cols);
-    const outBytes = k.bytes(out, rows * cols * DTYPE_SIZE[outT]);
-    if (!st.finite) {
-      const v = toF32(outT, outT === "F32" ? new Float32Array(outBytes.buffer, outBytes.byteOffset, rows * cols) : new Uint16Array(outBytes.buffer, outBytes.byteOffset, rows * cols));
-      const i = v.findIndex((x) => !Number.isFinite(x));
-      throw new LoralabError(`merged tensor ${p.name} has a non-finite value (${v[i]}) at element ${i}; the adapter or its weight is broken`);
-    }
-    reports.push(moduleReport(p.name, jobs, st.sumSqW > 0 ? Math.sqrt(st.sumSqDelta / st.sumSqW) : 0, st.maxAbsDelta, st.maxRoundErr));
-    return outBytes;
+    return rank;
   }
+}
+
+/** Throws for the first non-finite merged value in `outBytes` (which starts at element `first` of the tensor). */
+function nonFinite(name: string, outT: KernelDType, outBytes: Uint8Array, first: number): never {
+  const n = outBytes.byteLength / DTYPE_SIZE[outT];
+  const v = toF32(outT, outT === "F32" ? new Float32Array(outBytes.buffer, outBytes.byteOffset, n) : new Uint16Array(outBytes.buffer, outBytes.byteOffset, n));
+  const i = v.findIndex((x) => !Number.isFinite(x));
+  throw new LoralabError(`merged tensor ${name} has a non-finite value (${v[i]}) at element ${first + i}; the adapter or its weight is broken`);
 }
 
 function finish(p: TensorPlan, w: Float32Array, orig: Float32Array, jobs: Job[], reports: ModuleReport[]): Uint8Array {

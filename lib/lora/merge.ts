@@ -240,7 +240,7 @@ function moduleReport(name: string, jobs: Job[], relDelta: number, maxAbsDelta: 
   };
 }
 
-const KERNEL_DTYPES: readonly DType[] = ["F32", "BF16"];
+const KERNEL_DTYPES: readonly DType[] = ["F32", "BF16", "F16"];
 /** Background fdatasync interval where the writer falls back to buffered writes (no O_DIRECT; see file-sink.ts). */
 const SYNC_EVERY = 256 * 2 ** 20;
 /** Chunk size for tensors copied unchanged. */
@@ -249,8 +249,8 @@ const COPY_CHUNK = 32 * 2 ** 20;
  * memory is 32-bit, and memory stays bounded for 70B-sized MLPs or 128K-token vocabularies). */
 const REGION_BYTES = 128 * 2 **20;
 
-/** A tensor whose only changes are plain LoRA deltas (no DoRA, replacement or token rows), stored as F32/BF16
- * in and out, 2-D with a column count divisible by 4: merged in one fused WebAssembly pass. */
+/** A tensor whose only changes are plain LoRA deltas (no DoRA, replacement or token rows), stored as F32, BF16
+ * or F16 in and out, 2-D with a column count divisible by 4: merged in one fused WebAssembly pass. */
 function fastEligible(p: TensorPlan, inDtype: DType, st: ({ j: Job } | object)[] | undefined): boolean {
   if (!st || st.length === 0 || !st.every((x) => "j" in x && !x.j.m.magnitude)) return false;
   if (!KERNEL_DTYPES.includes(inDtype) || !KERNEL_DTYPES.includes(p.dtype) || p.shape.length !== 2) return false;

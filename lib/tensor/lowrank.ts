@@ -3,8 +3,8 @@ import { Worker } from "node:worker_threads";
 import { LoralabError } from "../errors.js";
 import { F64, I32, S, V128, encodeModule, op, uleb, vconstI32, vload, vstore } from "./wasm.js";
 
-/** Element types the fused kernel reads and writes (F16 goes through the general path). */
-export type KernelDType = "F32" | "BF16";
+/** Element types the fused kernel reads and writes. */
+export type KernelDType = "F32" | "BF16" | "F16";
 
 /** Statistics of one kernel call, over all its rows. Δ is the fp32 low-rank product L·R. */
 export interface LowRankStats {
@@ -19,10 +19,45 @@ export interface LowRankStats {
 
 /** Column blocks of 4 per loop iteration: 2 gives two independent add chains; 4 measured slower (spills). */
 const MAX_CB = 2;
-const SIZE: Record<KernelDType, number> = { F32: 4, BF16: 2 };
+const SIZE: Record<KernelDType, number> = { F32: 4, BF16: 2, F16: 2 };
+
+/** float16 bits (zero-extended in i32x4 local `u`) → float32 x4 on the stack. em << 13 puts exponent and
+ * mantissa in float32 position with the wrong bias; × 2¹¹² fixes it for normals and, exactly, for subnormals;
+ * Inf/NaN (em > 0x7bff) take exponent 255 instead. */
+function f16Decode(u: number, t: number): number[] {
+  const s = op.simd;
+  return [
+    ...op.get(u), ...vconstI32(0x7fff), ...s(S.and), ...op.i32(13), ...s(S.i32x4Shl), ...op.tee(t), // em << 13
+    ...vconstI32(0x7f800000), ...s(S.or), // Inf/NaN
+    ...op.get(t), ...vconstI32(0x77800000), ...s(S.f32x4Mul), // normal and subnormal: × 2^112
+    ...op.get(u), ...vconstI32(0x7fff), ...s(S.and), ...vconstI32(0x7bff), ...s(S.i32x4GtS),
+    ...s(S.bitselect),
+    ...op.get(u), ...vconstI32(0x8000), ...s(S.and), ...op.i32(16), ...s(S.i32x4Shl), ...s(S.or), // sign
+  ];
+}
+
+/** float32 x4 in local `y` → float16 bits (low 16 bits of i32x4) on the stack, round to nearest even,
+ * overflow to ±Inf, NaN to a quiet NaN (F. Giesen's float_to_half_fast3_rtne, with selects for branches):
+ * normals round on the bits; below 2⁻¹⁴ adding 0.5 lets the FPU round the subnormal's bits into place. */
+function f16Encode(y: number, a: number, t: number): number[] {
+  const s = op.simd;
+  return [
+    ...op.get(y), ...vconstI32(0x7fffffff), ...s(S.and), ...op.set(a), // |y| bits
+    // Inf/NaN and overflow: 0x7e00 for NaN, else 0x7c00
+    ...vconstI32(0x7e00), ...vconstI32(0x7c00), ...op.get(a), ...vconstI32(0x7f800000), ...s(S.i32x4GtS), ...s(S.bitselect),
+    // normal: (a + ((15 − 127) << 23) + 0xfff + ((a >> 13) & 1)) >> 13
+    ...op.get(a), ...vconstI32(((15 - 127) << 23) + 0xfff), ...s(S.i32x4Add), ...op.get(a), ...op.i32(13), ...s(S.i32x4ShrU),
+    ...vconstI32(1), ...s(S.and), ...s(S.i32x4Add), ...op.i32(13), ...s(S.i32x4ShrU), ...op.set(t),
+    // subnormal or zero (a < 113 << 23): bits(|y| + 0.5) − bits(0.5)
+    ...op.get(a), ...vconstI32(0x3f000000), ...s(S.f32x4Add), ...vconstI32(0x3f000000), ...s(S.i32x4Sub),
+    ...op.get(t), ...op.get(a), ...vconstI32(113 << 23), ...s(S.i32x4LtS), ...s(S.bitselect),
+    ...op.get(a), ...vconstI32(143 << 23), ...s(S.i32x4GeS), ...s(S.bitselect),
+    ...op.get(y), ...vconstI32(0x80000000 | 0), ...s(S.and), ...op.i32(16), ...s(S.i32x4ShrU), ...s(S.or), // sign
+  ];
+}
 
 /** The fused kernel `rows(w, l, rp, out, rows, cols, stats)` for rank `r`, all pointers byte offsets:
- *   y = w + L·R  (fp32, Σ over k in order), out = y rounded to nearest even (BF16) or y (F32),
+ *   y = w + L·R  (fp32, Σ over k in order), out = y rounded to nearest even (BF16, F16) or y (F32),
  * and per-call statistics (Σ Δ², Σ w², max |Δ|, max rounding error, NaN/Inf flag) stored as 5 f64 at `stats`.
  * L is row-major [rows, r]; R is packed in 4-column blocks, [cols/4][r][4], so each k is one v128 load at
  * a constant offset. One pass over the data: reading bf16 and writing bf16 are a shift and an integer
@@ -34,6 +69,7 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
   const [wv, y, ddv, wwv, mdv, rev, badv, t, lk] = [14, 15, 16, 17, 18, 19, 20, 21, 22];
   const dc = Array.from({ length: cb }, (_, c) => 23 + c);
   const [pk, pr, pkEnd] = [23 + cb, 24 + cb, 25 + cb]; // i32: L[k] and R[k] pointers, L row end
+  const [h16, t2] = [26 + cb, 27 + cb]; // v128 temporaries of the float16 conversions
   const s = op.simd;
   const b: number[] = [];
   const emit = (...xs: number[][]) => { for (const x of xs) b.push(...x); };
@@ -61,6 +97,7 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
   for (let c = 0; c < cb; c++) {
     const d = dc[c];
     if (inT === "BF16") emit(op.get(w), s(S.load16x4U, 3, ...uleb(8 * c)), op.i32(16), s(S.i32x4Shl), op.set(wv));
+    else if (inT === "F16") emit(op.get(w), s(S.load16x4U, 3, ...uleb(8 * c)), op.set(h16), f16Decode(h16, t2), op.set(wv));
     else emit(op.get(w), vload(16 * c, 2), op.set(wv));
     emit(op.get(wv), op.get(d), s(S.f32x4Add), op.set(y));
     emit(op.get(ddv), op.get(d), op.get(d), s(S.f32x4Mul), s(S.f32x4Add), op.set(ddv));
@@ -75,6 +112,11 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
       // rounding up to ±Inf leaves rounding error Inf: counted as non-finite below
       emit(op.get(badv), op.get(rev), op.get(rev), s(S.f32x4Sub), s(S.f32x4Add), op.set(badv));
       emit(op.get(out), op.get(t), op.i32(16), s(S.i32x4ShrU), op.tee(t), op.get(t), s(S.i16x8NarrowI32x4U), s(S.store64Lane, 3, ...uleb(8 * c), 0));
+    } else if (outT === "F16") {
+      emit(f16Encode(y, h16, t2), op.set(t));
+      emit(op.get(rev), f16Decode(t, t2), op.get(y), s(S.f32x4Sub), vconstI32(0x7fffffff), s(S.and), s(S.f32x4Pmax), op.set(rev));
+      emit(op.get(badv), op.get(rev), op.get(rev), s(S.f32x4Sub), s(S.f32x4Add), op.set(badv)); // rounded to ±Inf
+      emit(op.get(out), op.get(t), op.get(t), s(S.i16x8NarrowI32x4U), s(S.store64Lane, 3, ...uleb(8 * c), 0));
     } else emit(op.get(out), op.get(y), vstore(16 * c, 2));
   }
   emit(op.get(rpp), op.i32(16 * r * cb), op.i32Add, op.set(rpp));
@@ -93,7 +135,7 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
   [dd, ww, md, re, bad].forEach((v, i) => emit(op.get(stats), op.get(v), op.f64Store(8 * i)));
   return {
     params: [I32, I32, I32, I32, I32, I32, I32], results: [],
-    locals: [I32, I32, F64, F64, F64, F64, F64, ...Array<number>(9 + cb).fill(V128), I32, I32, I32],
+    locals: [I32, I32, F64, F64, F64, F64, F64, ...Array<number>(9 + cb).fill(V128), I32, I32, I32, V128, V128],
     body: b, export: "rows",
   };
 }

@@ -100,6 +100,11 @@ describe("merge", function () {
     const report = await merge({ base: b, adapters, out });
     assert.deepEqual(report.modules.map((m) => m.tensor).filter((t) => !t.includes("layers")).sort(), ["lm_head.weight", "model.embed_tokens.weight"]);
     assert.ok(await compareAll(b, adapters, out) >= 3);
+    // an abort while a chunked tensor is under way stops it at the next chunk: no output left
+    const ctl = new AbortController(), out2 = join(tmp.path, "bigout2");
+    await assert.rejects(merge({ base: b, adapters, out: out2, signal: ctl.signal, onProgress: (p) => { if (p.label === "lm_head.weight") ctl.abort(); } }),
+      (e: Error) => e.name === "AbortError");
+    assert.equal(existsSync(out2), false);
     await rm(b, { recursive: true }); await rm(out, { recursive: true });
   });
 

@@ -154,7 +154,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           }
           const jobs = lora.get(p.name) ?? [];
           if (mine) return fast.merge(p, await mine, e.dtype as KernelDType, jobs, reports);
-          if (fast.chunked(p.name)) return fast.mergeChunks(p, base.fileOf(src), src, e.dtype as KernelDType, jobs, reports);
+          if (fast.chunked(p.name)) return fast.mergeChunks(p, base.fileOf(src), src, e.dtype as KernelDType, jobs, reports, o.signal);
           session ??= await deltaSession();
           const orig = (await base.read(src)).toF32(true);
           let w: Float32Array = orig; // copied before the first in-place change; ORT returns new arrays
@@ -349,7 +349,7 @@ class FastPath {
 
   /** A tensor too large for one region: rows read, merged and handed to the writer a chunk at a time (two
    * input and two output regions in turn), the report's statistics summed over the chunks. */
-  async *mergeChunks(p: TensorPlan, file: SafetensorsFile, name: string, inDtype: KernelDType, jobs: Job[], reports: ModuleReport[]): AsyncGenerator<Uint8Array> {
+  async *mergeChunks(p: TensorPlan, file: SafetensorsFile, name: string, inDtype: KernelDType, jobs: Job[], reports: ModuleReport[], signal?: AbortSignal): AsyncGenerator<Uint8Array> {
     const [rows, cols] = p.shape;
     const chunk = this.chunkRows.get(p.name)!;
     const k = this.kernels();
@@ -357,6 +357,7 @@ class FastPath {
     const outT = p.dtype as KernelDType, inRow = cols * DTYPE_SIZE[inDtype], outRow = cols * DTYPE_SIZE[outT];
     let dd = 0, ww = 0, md = 0, re = 0;
     for (let r0 = 0; r0 < rows; r0 += chunk) {
+      throwIfAborted(signal);
       const n = Math.min(chunk, rows - r0);
       const inAt = this.at.in[(this.turn.in ^= 1)], out = this.at.out[(this.turn.out ^= 1)];
       await file.readRange(name, r0 * inRow, k.bytes(inAt, n * inRow));

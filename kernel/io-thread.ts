@@ -137,12 +137,26 @@ async function receive(channel: Channel, socket: zmq.Router): Promise<void> {
   }
 }
 
+/** Replies posted after a sync are held until every sync is answered: a client that reacts to the error reply
+ * with a new request must not have that request forwarded before the marker (it would be aborted as queued). */
+const held: Extract<ToIo, { t: "send" }>[] = [];
+let unansweredSyncs = 0;
+
+function sendNow(m: Extract<ToIo, { t: "send" }>): void {
+  void send(m.channel, m.msgType, m.content, { header: m.parent ?? {}, identities: m.identities }, { metadata: m.metadata, buffers: m.buffers });
+}
+
 port.on("message", (m: ToIo) => {
   if (m.t === "send") {
-    void send(m.channel, m.msgType, m.content, { header: m.parent ?? {}, identities: m.identities }, { metadata: m.metadata, buffers: m.buffers });
+    if (unansweredSyncs > 0) held.push(m);
+    else sendNow(m);
   } else if (m.t === "sync") {
     // Answer after the messages zeromq already delivered to this thread were forwarded.
-    setImmediate(() => post({ t: "synced", id: m.id }));
+    unansweredSyncs++;
+    setImmediate(() => {
+      post({ t: "synced", id: m.id });
+      if (--unansweredSyncs === 0) for (const x of held.splice(0)) sendNow(x);
+    });
   }
 });
 

@@ -247,7 +247,7 @@ const SYNC_EVERY = 256 * 2 ** 20;
 const COPY_CHUNK = 32 * 2 ** 20;
 /** Input bytes a kernel region holds: larger tensors are merged in row chunks of about this size (the kernel's
  * memory is 32-bit, and memory stays bounded for 70B-sized MLPs or 128K-token vocabularies). */
-const REGION_BYTES = 128 * 2 **20;
+const REGION_BYTES = 128 * 2 ** 20;
 
 /** A tensor whose only changes are plain LoRA deltas (no DoRA, replacement or token rows), stored as F32, BF16
  * or F16 in and out, 2-D with a column count divisible by 4: merged in one fused WebAssembly pass. */

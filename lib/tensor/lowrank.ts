@@ -1,6 +1,4 @@
-import { availableParallelism } from "node:os";
-import { Worker } from "node:worker_threads";
-import { LoralabError } from "../errors.js";
+import { MAX_PAGES, MAX_THREADS, WasmPool, type WasmMemory, defaultThreads as defaultPoolThreads } from "./wasm-pool.js";
 import { F64, I32, S, V128, encodeModule, op, uleb, vconstI32, vload, vstore } from "./wasm.js";
 
 /** Element types the fused kernel reads and writes. */
@@ -56,7 +54,7 @@ function f16Encode(y: number, a: number, t: number): number[] {
   ];
 }
 
-/** The fused kernel `rows(w, l, rp, out, rows, cols, stats)` for rank `r`, all pointers byte offsets:
+/** The fused kernel `run(w, l, rp, out, rows, cols, stats)` for rank `r`, all pointers byte offsets:
  *   y = w + L·R  (fp32, Σ over k in order), out = y rounded to nearest even (BF16, F16) or y (F32),
  * and per-call statistics (Σ Δ², Σ w², max |Δ|, max rounding error, NaN/Inf flag) stored as 5 f64 at `stats`.
  * L is row-major [rows, r]; R is packed in 4-column blocks, [cols/4][r][4], so each k is one v128 load at
@@ -136,88 +134,49 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
   return {
     params: [I32, I32, I32, I32, I32, I32, I32], results: [],
     locals: [I32, I32, F64, F64, F64, F64, F64, ...Array<number>(9 + cb).fill(V128), I32, I32, I32, V128, V128],
-    body: b, export: "rows",
+    body: b, export: "run",
   };
 }
 
-/** The few WebAssembly JS-API members used here (the project's lib setting has no DOM typings). */
-interface WasmMemory { readonly buffer: ArrayBufferLike; grow(pages: number): number }
-declare const WebAssembly: {
-  Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
-};
-
-type RowsFn = (w: number, l: number, rp: number, out: number, rows: number, cols: number, stats: number) => void;
-
-const MAX_PAGES = 65536; // 4 GiB, the 32-bit limit; a shared memory must declare its maximum
 const MIN_SPLIT_ROWS = 64; // below this a helper thread costs more than it saves
-const MAX_THREADS = 16;
 
 /** Kernel threads: LORALAB_MERGE_THREADS, else one per core up to 8 (2 on the 2-core machines the numbers
  * in docs/merge.md come from; more threads are untested for speed here, only for equal output). */
-export function defaultThreads(): number {
-  const env = Number(process.env.LORALAB_MERGE_THREADS);
-  return env >= 1 ? Math.min(MAX_THREADS, Math.floor(env)) : Math.min(availableParallelism(), 8);
-}
-
-/** A helper thread: instantiates each kernel module on the shared memory and runs row ranges. A plain JS
- * module from a data: URL, so it loads the same way from sources, from dist/ and under any --input-type. */
-const HELPER_SRC = `
-import { parentPort, workerData } from "node:worker_threads";
-const fns = new Map();
-parentPort.on("message", (m) => {
-  let f = fns.get(m.key);
-  if (!f) { f = new WebAssembly.Instance(m.module, { env: { memory: workerData.memory } }).exports.rows; fns.set(m.key, f); }
-  f(...m.args);
-  parentPort.postMessage(0);
-});`;
+export const defaultThreads = (): number => defaultPoolThreads("LORALAB_MERGE_THREADS");
 
 /** Fused low-rank merge `out = round(W + L·R)` on WebAssembly SIMD over one shared memory that the caller
  * lays out (it reads tensors from files straight into it and writes results straight out of it). Large
  * tensors are split by rows between this thread and helper threads (see `defaultThreads`). */
 export class LowRankKernels {
-  readonly memory: WasmMemory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
-  private readonly fns = new Map<string, { module: object; run: RowsFn }>();
-  private readonly helpers: Worker[] = [];
+  private readonly pool: WasmPool;
   /** one 40-byte statistics block per thread, 64 bytes apart, from offset 0; the caller's data starts here */
   static readonly FIRST_FREE = 64 * MAX_THREADS;
 
   /** `threads`: 1 to 16 (default `defaultThreads()`). Two measured 12–15% faster than one on a quiet 2-core
    * machine, no faster under load from other jobs. */
-  constructor(private readonly threads = defaultThreads()) {
-    if (!(threads >= 1 && threads <= MAX_THREADS)) throw new Error(`internal: ${threads} kernel threads (1–${MAX_THREADS})`);
+  constructor(threads = defaultThreads()) {
+    this.pool = new WasmPool(threads);
+  }
+
+  get memory(): WasmMemory {
+    return this.pool.memory;
   }
 
   /** Makes the memory at least `bytes` long (views taken before must be taken again). */
   reserve(bytes: number): void {
-    const have = this.memory.buffer.byteLength;
-    if (bytes > have) {
-      if (bytes > MAX_PAGES * 65536) throw new LoralabError(`tensor too large for the 4 GiB WebAssembly merge buffer (${bytes} bytes)`);
-      this.memory.grow(Math.ceil((bytes - have) / 65536));
-    }
+    this.pool.reserve(bytes, "merge");
   }
 
   bytes(offset: number, length: number): Uint8Array {
-    return new Uint8Array(this.memory.buffer, offset, length);
+    return this.pool.bytes(offset, length);
   }
 
   f32(offset: number, length: number): Float32Array {
-    return new Float32Array(this.memory.buffer, offset, length);
-  }
-
-  private fn(key: string, build: () => Uint8Array): { module: object; run: RowsFn } {
-    let f = this.fns.get(key);
-    if (!f) {
-      const module = new WebAssembly.Module(build());
-      f = { module, run: new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports.rows as RowsFn };
-      this.fns.set(key, f);
-    }
-    return f;
+    return this.pool.f32(offset, length);
   }
 
   private stats(at: number): LowRankStats {
-    const s = new Float64Array(this.memory.buffer, at, 5);
+    const s = this.pool.f64(at, 5);
     return { sumSqDelta: s[0], sumSqW: s[1], maxAbsDelta: s[2], maxRoundErr: s[3], finite: Number.isFinite(s[4]) && Number.isFinite(s[3]) };
   }
 
@@ -228,16 +187,14 @@ export class LowRankKernels {
     if (cols % 4 !== 0 || cols === 0 || rows === 0) throw new Error(`internal: low-rank kernel needs cols % 4 == 0 and rows > 0 (got ${rows}x${cols})`);
     const cb = [2, 1].find((c) => c <= MAX_CB && cols % (4 * c) === 0)!;
     const key = `${r}/${inT}/${outT}/${cb}`;
-    const f = this.fn(key, () => encodeModule([kernelFunc(r, inT, outT, cb)], 1, MAX_PAGES));
-    const parts = Math.max(1, Math.min(this.threads, Math.floor(rows / MIN_SPLIT_ROWS)));
+    this.pool.kernel(key, () => encodeModule([kernelFunc(r, inT, outT, cb)], 1, MAX_PAGES));
+    const parts = Math.max(1, Math.min(this.pool.threads, Math.floor(rows / MIN_SPLIT_ROWS)));
     const start = (i: number) => Math.floor((i * rows) / parts);
-    const args = (i: number) => {
+    const args = Array.from({ length: parts }, (_, i) => {
       const r0 = start(i);
-      return [p.w + r0 * cols * SIZE[inT], p.l + r0 * r * 4, p.r, p.out + r0 * cols * SIZE[outT], start(i + 1) - r0, cols, 64 * i] as const;
-    };
-    const done = Array.from({ length: parts - 1 }, (_, i) => this.runOnHelper(i, key, f.module, args(i + 1)));
-    f.run(...args(0));
-    await Promise.all(done);
+      return [p.w + r0 * cols * SIZE[inT], p.l + r0 * r * 4, p.r, p.out + r0 * cols * SIZE[outT], start(i + 1) - r0, cols, 64 * i];
+    });
+    await this.pool.run(key, args);
     const all = Array.from({ length: parts }, (_, i) => this.stats(64 * i));
     return {
       sumSqDelta: all.reduce((a, x) => a + x.sumSqDelta, 0), sumSqW: all.reduce((a, x) => a + x.sumSqW, 0),
@@ -246,22 +203,9 @@ export class LowRankKernels {
     };
   }
 
-  private runOnHelper(i: number, key: string, module: object, args: readonly number[]): Promise<void> {
-    const helper = (this.helpers[i] ??= new Worker(new URL(`data:text/javascript,${encodeURIComponent(HELPER_SRC)}`), { workerData: { memory: this.memory } }));
-    const done = new Promise<void>((resolve, reject) => {
-      const onError = (e: Error) => { helper.off("message", onDone); reject(e); };
-      const onDone = () => { helper.off("error", onError); resolve(); };
-      helper.once("message", onDone).once("error", onError);
-    });
-    helper.ref();
-    helper.postMessage({ key, module, args });
-    return done.finally(() => helper.unref());
-  }
-
   /** Stops the helper threads (the memory stays usable from this thread). */
-  async close(): Promise<void> {
-    const hs = this.helpers.splice(0);
-    await Promise.all(hs.map((h) => h.terminate()));
+  close(): Promise<void> {
+    return this.pool.close();
   }
 }
 

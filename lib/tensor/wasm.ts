@@ -30,8 +30,9 @@ export const op = {
   block: [0x02, 0x40], loop: [0x03, 0x40], end: [0x0b], br: (d: number) => [0x0c, ...uleb(d)], brIf: (d: number) => [0x0d, ...uleb(d)],
   get: (i: number) => [0x20, ...uleb(i)], set: (i: number) => [0x21, ...uleb(i)], tee: (i: number) => [0x22, ...uleb(i)],
   i32: (v: number) => [0x41, ...sleb(v | 0)],
-  i32Add: [0x6a], i32Sub: [0x6b], i32Mul: [0x6c], i32Ne: [0x47], i32LtU: [0x49],
+  i32Add: [0x6a], i32Sub: [0x6b], i32Mul: [0x6c], i32Ne: [0x47], i32LtU: [0x49], i32GeU: [0x4f], i32ShrU: [0x76],
   f32Load: (offset = 0) => [0x2a, 2, ...uleb(offset)],
+  f64Load: (offset = 0) => [0x2b, 3, ...uleb(offset)],
   f64Store: (offset = 0) => [0x39, 3, ...uleb(offset)],
   f64Add: [0xa0], f64Max: [0xa5], f64PromoteF32: [0xbb],
   simd: (code: number, ...imm: number[]) => [0xfd, ...uleb(code), ...imm],
@@ -40,10 +41,12 @@ export const op = {
 /** SIMD opcodes (after the 0xfd prefix). */
 export const S = {
   load: 0x00, load16x4U: 0x04, load32Splat: 0x09, store: 0x0b, const: 0x0c, i32x4Splat: 0x11, f32x4Splat: 0x13, f32x4Extract: 0x1f,
+  i8x16NarrowI16x8U: 0x66, f32x4Nearest: 0x6a,
   i32x4LtS: 0x39, i32x4GtS: 0x3b, i32x4GeS: 0x3f,
   and: 0x4e, or: 0x50, xor: 0x51, bitselect: 0x52, store64Lane: 0x5b, i16x8NarrowI32x4U: 0x86,
   i32x4Shl: 0xab, i32x4ShrU: 0xad, i32x4Add: 0xae, i32x4Sub: 0xb1,
-  f32x4Abs: 0xe0, f32x4Add: 0xe4, f32x4Sub: 0xe5, f32x4Mul: 0xe6, f32x4Pmax: 0xeb,
+  f32x4Abs: 0xe0, f32x4Add: 0xe4, f32x4Sub: 0xe5, f32x4Mul: 0xe6, f32x4Div: 0xe7, f32x4Pmin: 0xea, f32x4Pmax: 0xeb,
+  i32x4TruncSatF32x4U: 0xf9,
 };
 
 /** v128.load/store with alignment log2 and a constant offset. */

@@ -79,7 +79,9 @@ function hinvRef(H: Float64Array, n: number): Float64Array {
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) U[i * n + j] = L[j * n + i];
   return U;
 }
-function gptqRef(W: Float32Array, N: number, K: number, H32: Float32Array, bits: number, G: number, damp: number) {
+/** `blockSize`: GPTQ's lazy blocks, whose only visible effect is that a group starting inside a block takes
+ * its parameters from the weight as it was at the block's start (§5.3.8); without it, the plain loop. */
+function gptqRef(W: Float32Array, N: number, K: number, H32: Float32Array, bits: number, G: number, damp: number, blockSize = 1) {
   const H = Float64Array.from(H32);
   let mean = 0;
   for (let i = 0; i < K; i++) mean += H[i * K + i] / K;
@@ -90,11 +92,13 @@ function gptqRef(W: Float32Array, N: number, K: number, H32: Float32Array, bits:
   const maxq = 2 ** bits - 1;
   const s = new Float64Array(N), z = new Float64Array(N);
   let loss = 0;
+  let atBlockStart = w;
   for (let i = 0; i < K; i++) {
+    if (i % blockSize === 0) atBlockStart = w.slice();
     if (i % G === 0) {
       for (let n = 0; n < N; n++) {
         let mn = 0, mx = 0;
-        for (let k = i; k < i + G; k++) { mn = Math.min(mn, w[n * K + k]); mx = Math.max(mx, w[n * K + k]); }
+        for (let k = i; k < i + G; k++) { mn = Math.min(mn, atBlockStart[n * K + k]); mx = Math.max(mx, atBlockStart[n * K + k]); }
         const m = Math.max(-mn, mx);
         s[n] = roundToF16((2 * m) / maxq);
         z[n] = (maxq + 1) / 2;
@@ -141,6 +145,20 @@ describe("GPTQ (SPEC §5)", function () {
     assert.ok(Math.sqrt(num / den) < 5e-4, `rel err ${Math.sqrt(num / den)}`);
   });
 
+  it("OrtMath.transpose: float32 and uint8, from views into larger buffers", async () => {
+    const rows = 37, cols = 53;
+    const f = Float32Array.from({ length: rows * cols + 11 }, (_, i) => i * 0.5 - 7);
+    const u = Uint8Array.from({ length: rows * cols + 5 }, (_, i) => (i * 31) & 255);
+    const fv = f.subarray(11), uv = u.subarray(5);
+    const ft = await math.transpose(fv, rows, cols);
+    const ut = await math.transpose(uv, rows, cols);
+    assert.ok(ft instanceof Float32Array && ut instanceof Uint8Array);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+      assert.equal(ft[c * rows + r], fv[r * cols + c]);
+      assert.equal(ut[c * rows + r], uv[r * cols + c]);
+    }
+  });
+
   it("Hessian = 2/n Σ XᵀX (JS path, and ORT upper blocks mirrored, agree with float64)", async () => {
     const K = 96, T = 300;
     const x = inputs(T, K, 2);
@@ -179,6 +197,47 @@ describe("GPTQ (SPEC §5)", function () {
     const eG = outputError(x, T, K, W, got, N);
     const eR = outputError(x, T, K, W, rtn, N);
     assert.ok(eG < 0.8 * eR, `GPTQ output error ${eG} vs RTN ${eR}`);
+  });
+
+  it("rows that fill no whole SIMD chunk (N = 37), blocks that groups do not divide (G = 24): as the float64 reference", async () => {
+    const N = 37, K = 96, T = 400;
+    const x = inputs(T, K, 11);
+    const W = weights(N, K, 12);
+    const acc = new HessianAccumulator(K);
+    await acc.add(math, x, T, 4);
+    const H = await acc.finish(math);
+    // block 24 = group 24 (left-looking path); block 32 ∤ 24 (right-looking lazy updates, groups across blocks)
+    for (const blockSize of [24, 32]) {
+      const ref = gptqRef(W, N, K, H, 3, 24, 0.01, blockSize);
+      const res = await gptqQuantize(math, W, N, K, Float32Array.from(H), { bits: 3, groupSize: 24, sym: true, damp: 0.01, descAct: false, staticGroups: false, blockSize });
+      const got = dequantize(res.q);
+      let same = 0;
+      for (let i = 0; i < got.length; i++) if (Math.abs(got[i] - ref.out[i]) < 1e-6) same++;
+      assert.ok(same / got.length > 0.995, `block ${blockSize}: only ${same}/${got.length} weights equal the reference`);
+      assert.ok(Math.abs(res.loss - ref.loss) / ref.loss < 1e-2, `block ${blockSize}: loss ${res.loss} vs ${ref.loss}`);
+    }
+  });
+
+  it("the column kernel split over 1, 2 or 3 threads gives the same codes (N = 1000)", async () => {
+    const N = 1000, K = 64, T = 300;
+    const x = inputs(T, K, 13);
+    const W = weights(N, K, 14);
+    const acc = new HessianAccumulator(K);
+    await acc.add(math, x, T, 4);
+    const H = await acc.finish(math);
+    const runs = [];
+    for (const threads of [1, 2, 3]) runs.push(await gptqQuantize(math, W, N, K, Float32Array.from(H), { bits: 4, groupSize: 32, sym: true, damp: 0.01, descAct: true, staticGroups: false, blockSize: 32, threads }));
+    for (const r of runs.slice(1)) {
+      assert.deepEqual(r.q.codes, runs[0].q.codes);
+      assert.deepEqual(r.q.scales, runs[0].q.scales);
+      assert.ok(Math.abs(r.loss - runs[0].loss) <= 1e-9 * runs[0].loss);
+    }
+    // act-order is the plain algorithm on columns sorted by descending Hessian diagonal (stable)
+    const perm = Array.from({ length: K }, (_, i) => i).sort((a, b) => H[b * K + b] - H[a * K + a] || a - b);
+    const Wp = Float32Array.from({ length: N * K }, (_, i) => W[Math.floor(i / K) * K + perm[i % K]]);
+    const Hp = Float32Array.from({ length: K * K }, (_, i) => H[perm[Math.floor(i / K)] * K + perm[i % K]]);
+    const ref = gptqRef(Wp, N, K, Hp, 4, 32, 0.01).loss;
+    assert.ok(Math.abs(runs[0].loss - ref) / ref < 1e-2, `loss ${runs[0].loss} vs float64 ${ref}`);
   });
 
   it("lazy 128-column blocks (ORT update path) equal the plain loop (8-bit, per channel)", async () => {

@@ -1,9 +1,10 @@
 /** GPTQ (SPEC §5.2–5.3): Hessian accumulation and `fasterquant` with 128-column lazy blocks, damping
  * (with automatic increase when the Cholesky fails), act-order, static groups and sym/asym. The K×K
- * factorizations and the lazy block updates run as ONNX Runtime Gemms; the in-block column loop (the
- * small part) runs in JavaScript. */
+ * factorizations and the lazy block updates run as ONNX Runtime Gemms; the in-block column loop runs
+ * on WebAssembly SIMD threads (`gptq-kernel.ts`), group parameters in JavaScript. */
 import { LoralabError } from "../errors.js";
-import { type Bits, type QuantizedMatrix, RNE, checkSpec, groupParams } from "./quantizer.js";
+import { type Bits, type QuantizedMatrix, checkSpec, groupParams } from "./quantizer.js";
+import { GptqColumns } from "./gptq-kernel.js";
 import { NotPositiveDefinite, upperCholeskyOfInverse } from "./linalg.js";
 import { type Mat, type OrtMath } from "./ort-math.js";
 
@@ -18,6 +19,8 @@ export interface GptqOptions {
   blockSize?: number;
   /** added to `damp` after each failed Cholesky while damp < 1 (GPTQModel) */
   dampAutoIncrement?: number;
+  /** threads of the column loop (default one per core up to 8); the result does not depend on it */
+  threads?: number;
 }
 
 export interface GptqResult {
@@ -26,7 +29,7 @@ export interface GptqResult {
   loss: number;
   /** the damping that succeeded */
   damp: number;
-  /** seconds: Cholesky/inverse, in-block column loop (JS), lazy block updates (ORT) */
+  /** seconds: Cholesky/inverse, in-block column loop (group parameters and the SIMD kernel), lazy block updates (ORT) */
   timings: { hinv: number; columns: number; updates: number };
 }
 
@@ -117,11 +120,17 @@ export class HessianAccumulator {
     if (this.buffered > 0) throw new LoralabError("HessianAccumulator: buffered calibration rows not flushed (use finish())");
     const f = this.samples > 0 ? 2 / this.samples : 0;
     const H = new Float32Array(K * K);
-    for (let i = 0; i < K; i++) {
-      for (let j = i; j < K; j++) {
-        const v = this.sum[i * K + j] * f;
-        H[i * K + j] = v;
-        H[j * K + i] = v;
+    const T = 64; // in tiles: the mirrored writes go down columns, which per element would miss the cache
+    for (let i0 = 0; i0 < K; i0 += T) {
+      for (let j0 = i0; j0 < K; j0 += T) {
+        const i1 = Math.min(K, i0 + T), j1 = Math.min(K, j0 + T);
+        for (let i = i0; i < i1; i++) {
+          for (let j = Math.max(i, j0); j < j1; j++) {
+            const v = this.sum[i * K + j] * f;
+            H[i * K + j] = v;
+            H[j * K + i] = v;
+          }
+        }
       }
     }
     return H;
@@ -159,8 +168,7 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
   else if (opts.staticGroups) for (let g = 0; g < ng; g++) paramsOf(orig, g * G, Math.min(K, (g + 1) * G), scales, zeros, g, ng);
 
   // Wt: column i of W as a contiguous row (K × N)
-  const Wt = new Float32Array(K * N);
-  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) Wt[k * N + n] = W[n * K + k];
+  const Wt = await math.transpose(W, N, K);
 
   // dead inputs
   for (let i = 0; i < K; i++) {
@@ -215,110 +223,93 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
   const gIdx = new Int32Array(K);
   const mins = new Float32Array(N);
   const maxs = new Float32Array(N);
-  const curS = new Float32Array(N);
-  const curZ = new Uint8Array(N);
-  if (!grouped) {
-    curS.set(scales);
-    curZ.set(zeros);
-  }
   let loss = 0;
-  const W1 = new Float32Array(blockSize * N);
   // Left-looking when every group lies inside one block (or group params are fixed in advance): each
   // block receives all earlier blocks' updates in one Gemm, Hinv[0:i1, i1:i2]ᵀ·Err[0:i1] — only a
   // block-sized result leaves ORT, instead of the whole trailing matrix going in and out per block.
   const leftLooking = !grouped || opts.staticGroups || blockSize % G === 0;
   const Eall = leftLooking ? new Float32Array(K * N) : undefined;
   let E1 = new Float32Array(blockSize * N);
-  for (let i1 = 0; i1 < K; i1 += blockSize) {
-    const i2 = Math.min(i1 + blockSize, K);
-    const count = i2 - i1;
-    if (Eall) {
-      E1 = Eall.subarray(i1 * N, i2 * N);
-      if (i1 > 0) {
-        const Hcol = new Float32Array(i1 * count);
-        for (let r = 0; r < i1; r++) Hcol.set(Hi.subarray(r * K + i1, r * K + i2), r * count);
-        const upd = await math.gemm({ data: Hcol, rows: i1, cols: count }, { data: Eall.subarray(0, i1 * N), rows: i1, cols: N }, { transA: true, alpha: -1, beta: 1 }, { data: Wp.subarray(i1 * N, i2 * N), rows: count, cols: N });
-        Wp.set(upd.data, i1 * N); // group parameters read the updated block from Wp
-      }
-      toc("updates");
+  const kern = GptqColumns.acquire(N, blockSize, opts.threads);
+  const stride = kern.stride;
+  // the current columns' scales and zeros, into the kernel's per-row arrays
+  const useParams = (g: number) => {
+    for (let n = 0; n < N; n++) {
+      kern.s[n] = scales[n * ng + g];
+      kern.z[n] = zeros[n * ng + g];
     }
-    W1.set(Wp.subarray(i1 * N, i2 * N));
-    for (let i = 0; i < count; i++) {
-      const col = i1 + i;
-      const c = perm[col];
-      let S = curS;
-      let Z = curZ;
-      if (grouped && opts.staticGroups) {
-        const g = Math.floor(c / G);
-        for (let n = 0; n < N; n++) {
-          curS[n] = scales[n * ng + g];
-          curZ[n] = zeros[n * ng + g];
+  };
+  if (!grouped) useParams(0);
+  try {
+    for (let i1 = 0; i1 < K; i1 += blockSize) {
+      const i2 = Math.min(i1 + blockSize, K);
+      const count = i2 - i1;
+      if (Eall) {
+        E1 = Eall.subarray(i1 * N, i2 * N);
+        if (i1 > 0) {
+          const Hcol = new Float32Array(i1 * count);
+          for (let r = 0; r < i1; r++) Hcol.set(Hi.subarray(r * K + i1, r * K + i2), r * count);
+          const upd = await math.gemm({ data: Hcol, rows: i1, cols: count }, { data: Eall.subarray(0, i1 * N), rows: i1, cols: N }, { transA: true, alpha: -1, beta: 1 }, { data: Wp.subarray(i1 * N, i2 * N), rows: count, cols: N });
+          Wp.set(upd.data, i1 * N); // group parameters read the updated block from Wp
         }
-      } else if (grouped && col % G === 0) {
-        // from the full matrix: lazy updates of earlier blocks, not this block's in-block updates
-        const g = col / G;
-        // min/max over the group's rows of the transposed weight (contiguous reads)
-        mins.fill(Infinity);
-        maxs.fill(-Infinity);
-        for (let k = col; k < Math.min(K, col + G); k++) {
-          const o = k * N;
-          for (let n = 0; n < N; n++) {
-            const w = Wp[o + n];
-            if (w < mins[n]) mins[n] = w;
-            if (w > maxs[n]) maxs[n] = w;
+        toc("updates");
+      }
+      for (let i = 0; i < count; i++) {
+        kern.w.set(Wp.subarray((i1 + i) * N, (i1 + i + 1) * N), i * stride);
+        kern.w.fill(0, i * stride + N, (i + 1) * stride); // padding rows: zero weight, zero error
+        kern.h.set(Hi.subarray((i1 + i) * K + i1, (i1 + i) * K + i2), i * count);
+      }
+      // runs of columns that share their group parameters, each one kernel call
+      for (let i = 0; i < count; ) {
+        const col = i1 + i;
+        let end = count;
+        if (grouped && opts.staticGroups) {
+          const g = Math.floor(perm[col] / G);
+          end = i + 1;
+          while (end < count && Math.floor(perm[i1 + end] / G) === g) end++;
+          useParams(g);
+        } else if (grouped) {
+          end = Math.min(count, i + G - (col % G));
+          if (col % G === 0) {
+            // from the full matrix: lazy updates of earlier blocks, not this block's in-block updates
+            const g = col / G;
+            // min/max over the group's rows of the transposed weight (contiguous reads)
+            mins.fill(Infinity);
+            maxs.fill(-Infinity);
+            for (let k = col; k < Math.min(K, col + G); k++) {
+              const o = k * N;
+              for (let n = 0; n < N; n++) {
+                const w = Wp[o + n];
+                if (w < mins[n]) mins[n] = w;
+                if (w > maxs[n]) maxs[n] = w;
+              }
+            }
+            for (let n = 0; n < N; n++) {
+              zeros[n * ng + g] = groupParams(mins[n], maxs[n], bits, opts.sym, "gptq", sOut);
+              scales[n * ng + g] = sOut[0];
+            }
+            useParams(g);
           }
         }
-        for (let n = 0; n < N; n++) {
-          zeros[n * ng + g] = groupParams(mins[n], maxs[n], bits, opts.sym, "gptq", sOut);
-          scales[n * ng + g] = sOut[0];
-        }
-        for (let n = 0; n < N; n++) {
-          curS[n] = scales[n * ng + g];
-          curZ[n] = zeros[n * ng + g];
-        }
+        for (let j = i; j < end; j++) gIdx[perm[i1 + j]] = !grouped ? 0 : opts.staticGroups ? Math.floor(perm[i1 + j] / G) : Math.floor((i1 + j) / G);
+        loss += await kern.run(i, end, count, maxq);
+        i = end;
       }
-      gIdx[c] = grouped ? (opts.staticGroups ? Math.floor(c / G) : Math.floor(col / G)) : 0;
-      const d = Hi[col * K + col];
-      const wRow = i * N;
-      loss += quantizeColumn(W1.subarray(wRow, wRow + N), S, Z, maxq, d, codesT.subarray(c * N, (c + 1) * N), E1.subarray(wRow, wRow + N));
-      // in-block update, itself lazy: columns of this sub-block now, the rest of the block per sub-block
-      const j2 = Math.min(count, (Math.floor(i / SUB) + 1) * SUB);
-      subtractOuter(W1, E1.subarray(wRow, wRow + N), Hi.subarray(col * K + i1), i + 1, j2, N);
-      if (j2 === i + 1 && j2 < count) {
-        const j1 = j2 - SUB;
-        await lazyUpdate(math, Hi, K, i1 + j1, i1 + j2, i1 + count, E1.subarray(j1 * N, j2 * N), W1.subarray(j2 * N, count * N), N);
+      for (let i = 0; i < count; i++) {
+        E1.set(kern.e.subarray(i * stride, i * stride + N), i * N);
+        codesT.set(kern.codes.subarray(i * stride, i * stride + N), perm[i1 + i] * N);
       }
+      toc("columns");
+      if (Eall) continue;
+      // lazy batch update: W[:, i2:] −= Err1 · Hinv[i1:i2, i2:]  (here transposed: Wt[i2:] −= Hinvᵀ·E1)
+      await lazyUpdate(math, Hi, K, i1, i2, K, E1.subarray(0, count * N), Wp.subarray(i2 * N, K * N), N);
+      toc("updates");
     }
-    toc("columns");
-    if (Eall) continue;
-    // lazy batch update: W[:, i2:] −= Err1 · Hinv[i1:i2, i2:]  (here transposed: Wt[i2:] −= Hinvᵀ·E1)
-    await lazyUpdate(math, Hi, K, i1, i2, K, E1.subarray(0, count * N), Wp.subarray(i2 * N, K * N), N);
-    toc("updates");
+  } finally {
+    kern.release();
   }
-  const codes = new Uint8Array(N * K);
-  for (let c = 0; c < K; c++) {
-    const o = c * N;
-    for (let n = 0; n < N; n++) codes[n * K + c] = codesT[o + n];
-  }
+  const codes = await math.transpose(codesT, K, N);
   return { timings, q: { N, K, bits, groupSize: G, sym: opts.sym, codes, scales, zeros, gIdx }, loss, damp };
-}
-
-/** Quantizes one column of the weight (`w`, one value per output row) with the rows' scales and zeros:
- * codes, and the errors (w − ŵ)/d for the updates; returns the column's share of GPTQ's loss. A plain
- * function, not inlined in the async loop: there every `loss +=` would box a double. */
-function quantizeColumn(w: Float32Array, S: Float32Array, Z: Uint8Array, maxq: number, d: number, codes: Uint8Array, err: Float32Array): number {
-  let loss = 0;
-  for (let n = 0; n < w.length; n++) {
-    const x = w[n], s = S[n], z = Z[n];
-    let code = x / s + RNE - RNE + z; // round half to even (see RNE)
-    if (code < 0) code = 0;
-    else if (code > maxq) code = maxq;
-    codes[n] = code;
-    const diff = x - s * (code - z);
-    loss += (diff * diff) / (d * d) / 2;
-    err[n] = diff / d;
-  }
-  return loss;
 }
 
 /** Rows j0..j1−1 of `W` (rows of length N) −= h[j]·e. */
@@ -330,10 +321,6 @@ function subtractOuter(W: Float32Array, e: Float32Array, h: Float32Array, j0: nu
     for (let n = 0; n < N; n++) W[o + n] -= e[n] * hj;
   }
 }
-
-/** Sub-block width of the in-block updates (the block's own lazy batching; same result as column by
- * column, a fraction of the JavaScript work). */
-const SUB = 16;
 
 /** rows [r0, r1) of Hinv, columns [r1, c1): `tail` (the (c1 − r1) × N rows after the block, transposed
  * weight layout) −= Hinv[r0:r1, r1:c1]ᵀ · E, E = (r1 − r0) × N errors. ORT Gemm when large. */

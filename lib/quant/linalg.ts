@@ -1,6 +1,6 @@
-/** Cholesky factor and triangular inverse of symmetric positive-definite float32 matrices. ORT has no
- * Cholesky op, so both are recursive 2×2 block algorithms: leaves (≤ LEAF) in JavaScript float64, and
- * every larger step is a Gemm on ONNX Runtime, where nearly all the flops land. */
+/** GPTQ's inverse Cholesky factor of a symmetric positive-definite float32 matrix. ORT has no Cholesky op,
+ * so it is a recursive 2×2 block algorithm: leaves (≤ LEAF) in JavaScript float64, and every larger step a
+ * Gemm on ONNX Runtime, where nearly all the flops land. */
 import { type Mat, type OrtMath, place, slice } from "./ort-math.js";
 
 const LEAF = 192;
@@ -50,81 +50,38 @@ function triInvLeaf(L: Mat): Mat {
   return { data: Float32Array.from(X), rows: n, cols: n };
 }
 
-/** Lower Cholesky factor L (A = L·Lᵀ). */
-export async function cholesky(math: OrtMath, A: Mat, offset = 0): Promise<Mat> {
-  const n = A.rows;
-  if (n <= LEAF) return cholLeaf(A, offset);
-  const h = n >> 1;
-  const L11 = await cholesky(math, slice(A, 0, h, 0, h), offset);
-  const X11 = await triInverseLower(math, L11);
-  const L21 = await math.gemm(slice(A, h, n, 0, h), X11, { transB: true });
-  const S = await math.gemm(L21, L21, { transB: true, alpha: -1, beta: 1 }, slice(A, h, n, h, n));
-  const L22 = await cholesky(math, S, offset + h);
-  const L: Mat = { data: new Float32Array(n * n), rows: n, cols: n };
-  place(L, L11, 0, 0);
-  place(L, L21, h, 0);
-  place(L, L22, h, h);
-  return L;
-}
-
-/** Inverse of a lower-triangular matrix. */
-export async function triInverseLower(math: OrtMath, L: Mat): Promise<Mat> {
-  const n = L.rows;
-  if (n <= LEAF) return triInvLeaf(L);
-  const h = n >> 1;
-  const X11 = await triInverseLower(math, slice(L, 0, h, 0, h));
-  const X22 = await triInverseLower(math, slice(L, h, n, h, n));
-  const T = await math.gemm(X22, slice(L, h, n, 0, h));
-  const X21 = await math.gemm(T, X11, { alpha: -1 });
-  const X: Mat = { data: new Float32Array(n * n), rows: n, cols: n };
-  place(X, X11, 0, 0);
-  place(X, X21, h, 0);
-  place(X, X22, h, h);
-  return X;
-}
-
 /** J·M·J: reverses row and column order — for a square row-major matrix, the flat array reversed. */
 function reverseBoth(M: Mat): Mat {
   return { data: M.data.slice().reverse(), rows: M.rows, cols: M.cols };
 }
 
-/** Lower Cholesky factor L and its inverse X = L⁻¹ in one recursion: each level's L11⁻¹ is needed for
- * L21 anyway, so the inverse costs two extra Gemms per level instead of a second recursion. */
-export async function choleskyWithInverse(math: OrtMath, A: Mat, offset = 0): Promise<{ L: Mat; X: Mat }> {
-  const n = A.rows;
+/** GPTQ's `Hinv = chol_upper(H⁻¹)` with one factorization and one triangular inverse instead of three
+ * factorizations. Factor H = U·Uᵀ with U upper triangular (a Cholesky run from the last row up); then
+ * H⁻¹ = U⁻ᵀ·U⁻¹, whose upper Cholesky factor is Y = U⁻¹. One recursion yields Y directly: with
+ * H = [[A11, A12], [A21, A22]], U22 factors A22, U12 = A12·U22⁻ᵀ, U11 factors A11 − U12·U12ᵀ, and
+ * Y = [[Y11, −Y11·U12·Y22], [0, Y22]] — every product a Gemm on ORT, U itself never assembled. Leaves
+ * (≤ LEAF) are the lower algorithms above on the reversed block (J·A·J = (J·U·J)·(J·U·J)ᵀ). */
+export async function upperCholeskyOfInverse(math: OrtMath, H: Mat, offset = 0): Promise<Mat> {
+  const n = H.rows;
   if (n <= LEAF) {
-    const L = cholLeaf(A, offset);
-    return { L, X: triInvLeaf(L) };
+    let L: Mat;
+    try {
+      L = cholLeaf(reverseBoth(H), 0);
+    } catch (e) {
+      if (e instanceof NotPositiveDefinite) throw new NotPositiveDefinite(offset + n - 1 - e.index);
+      throw e;
+    }
+    return reverseBoth(triInvLeaf(L));
   }
   const h = n >> 1;
-  const { L: L11, X: X11 } = await choleskyWithInverse(math, slice(A, 0, h, 0, h), offset);
-  const L21 = await math.gemm(slice(A, h, n, 0, h), X11, { transB: true });
-  const S = await math.gemm(L21, L21, { transB: true, alpha: -1, beta: 1 }, slice(A, h, n, h, n));
-  const { L: L22, X: X22 } = await choleskyWithInverse(math, S, offset + h);
-  const T = await math.gemm(X22, L21);
-  const X21 = await math.gemm(T, X11, { alpha: -1 });
-  const L: Mat = { data: new Float32Array(n * n), rows: n, cols: n };
-  place(L, L11, 0, 0);
-  place(L, L21, h, 0);
-  place(L, L22, h, h);
-  const X: Mat = { data: new Float32Array(n * n), rows: n, cols: n };
-  place(X, X11, 0, 0);
-  place(X, X21, h, 0);
-  place(X, X22, h, h);
-  return { L, X };
-}
-
-/** GPTQ's `Hinv = chol_upper(H⁻¹)` with one factorization and one triangular inverse instead of three
- * factorizations: with J the reversal, H = U'·U'ᵀ for the upper U' = J·chol(J·H·J)·J, so
- * H⁻¹ = U'⁻ᵀ·U'⁻¹ and its upper Cholesky factor is U'⁻¹ = J·chol(J·H·J)⁻¹·J. */
-export async function upperCholeskyOfInverse(math: OrtMath, H: Mat): Promise<Mat> {
-  const n = H.rows;
-  let X: Mat;
-  try {
-    X = (await choleskyWithInverse(math, reverseBoth(H))).X;
-  } catch (e) {
-    if (e instanceof NotPositiveDefinite) throw new NotPositiveDefinite(n - 1 - e.index);
-    throw e;
-  }
-  return reverseBoth(X);
+  const Y22 = await upperCholeskyOfInverse(math, slice(H, h, n, h, n), offset + h);
+  const U12 = await math.gemm(slice(H, 0, h, h, n), Y22, { transB: true });
+  const S = await math.gemm(U12, U12, { transB: true, alpha: -1, beta: 1 }, slice(H, 0, h, 0, h));
+  const Y11 = await upperCholeskyOfInverse(math, S, offset);
+  const Y12 = await math.gemm(Y11, await math.gemm(U12, Y22), { alpha: -1 });
+  const Y: Mat = { data: new Float32Array(n * n), rows: n, cols: n };
+  place(Y, Y11, 0, 0);
+  place(Y, Y12, 0, h);
+  place(Y, Y22, h, h);
+  return Y;
 }

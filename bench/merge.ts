@@ -1,5 +1,6 @@
 // Merge throughput vs plain file copy on a generated bf16 model with Llama-2-7B layer shapes (JSON on stdout).
-// usage: npx tsx bench/merge.ts [--layers 4] [--repeats 3] [--dir DIR]   (LORALAB_MERGE_THREADS=1|2 is passed on)
+// usage: npx tsx bench/merge.ts [--layers 4] [--repeats 3] [--dir DIR] [--dora]   (LORALAB_MERGE_THREADS=1|2 is passed on)
+// --dora: a DoRA adapter instead (per tensor a norms pass, then the scaled merge)
 // The machines are shared: loadAverage (1-minute, before/after) says how busy the cores were during the run.
 import { execFileSync } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
@@ -20,16 +21,16 @@ if (CHILD) {
   process.exit(0);
 }
 
-const { values } = parseArgs({ options: { layers: { type: "string" }, repeats: { type: "string" }, dir: { type: "string" } } });
+const { values } = parseArgs({ options: { layers: { type: "string" }, repeats: { type: "string" }, dir: { type: "string" }, dora: { type: "boolean" } } });
 const layers = Number(values.layers ?? 4), repeats = Number(values.repeats ?? 3);
 const work = values.dir ?? (await mkdtemp(join(tmpdir(), "loralab-bench-merge-")));
-const base = join(work, "base"), adapter = join(work, "adapter");
+const base = join(work, "base"), adapter = join(work, values.dora ? "adapter-dora" : "adapter");
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 try {
-  if (!(await stat(join(base, "config.json")).catch(() => undefined))) {
+  if (!(await stat(join(base, "config.json")).catch(() => undefined)))
     await generateLlamaModel(base, { hiddenSize: 4096, intermediateSize: 11008, numLayers: layers, numHeads: 32, numKvHeads: 32, vocabSize: 32000, dtype: "BF16", seed: 0, maxShardBytes: 1e9 });
-    await generateLoraAdapter(adapter, base, { r: 16, alpha: 32, targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], seed: 1, dtype: "BF16" });
-  }
+  if (!(await stat(join(adapter, "adapter_config.json")).catch(() => undefined)))
+    await generateLoraAdapter(adapter, base, { r: 16, alpha: 32, targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], seed: 1, dtype: "BF16", useDora: values.dora });
   const shards = (await readdir(base)).filter((f) => f.endsWith(".safetensors"));
   let bytes = 0;
   for (const f of shards) bytes += (await stat(join(base, f))).size;
@@ -52,7 +53,7 @@ try {
   }
   const copyGBs = bytes / 1e9 / median(copy), mergeGBs = bytes / 1e9 / median(mergeS);
   process.stdout.write(JSON.stringify({
-    modelBytes: bytes, layers, repeats, copySeconds: copy, mergeSeconds: mergeS, copyGBps: copyGBs, mergeGBps: mergeGBs,
+    modelBytes: bytes, layers, repeats, dora: !!values.dora, copySeconds: copy, mergeSeconds: mergeS, copyGBps: copyGBs, mergeGBps: mergeGBs,
     ratio: mergeGBs / copyGBs, peakRssBytes: Math.max(...rss), targets: { ratio: 0.5, peakRssBytes: 1.5e9 },
     cores: availableParallelism(), mergeThreads: defaultThreads(),
     loadAverage: [load0, loadavg()[0]],

@@ -98,6 +98,56 @@ describe("low-rank merge kernel (WebAssembly SIMD)", function () {
     });
   }
 
+  for (const [rows, cols, r, inT, outT, threads] of [[5, 16, 4, "BF16", "BF16", 1], [130, 12, 3, "F32", "F32", 2], [4, 20, 16, "F16", "F16", 1], [3, 8, 2, "BF16", "F32", 1]] as const) {
+    it(`DoRA modes ${inT}->${outT} ${rows}x${cols} r=${r}, ${threads} thread(s): Σ (W + L·R)² per row, then each row scaled by m/‖row‖, against float64`, async () => {
+      const c = randomCase(rows, cols, r, inT, outT);
+      const mag = Array.from({ length: rows }, () => 0.5 + rnd());
+      const k = new LowRankKernels(threads);
+      const isz = inT === "F32" ? 4 : 2, osz = outT === "F32" ? 4 : 2;
+      const F = LowRankKernels.FIRST_FREE;
+      const at = { r: F, l: F + r * cols * 4, w: 0, out: 0, norms: 0, scale: 0 };
+      at.w = at.l + rows * r * 4; at.out = at.w + rows * cols * 4; at.norms = at.out + rows * cols * 4; at.scale = at.norms + rows * 8;
+      k.reserve(at.scale + rows * 4);
+      packR(k.f32(at.r, r * cols), r, cols, (q, j) => c.R[q * cols + j]);
+      k.f32(at.l, rows * r).set(c.L);
+      const wb = k.bytes(at.w, rows * cols * isz);
+      if (inT === "F32") new Float32Array(wb.buffer, wb.byteOffset, c.w.length).set(c.w);
+      else if (inT === "F16") new Uint16Array(wb.buffer, wb.byteOffset, c.w.length).set(c.w.map(f16Bits));
+      else { const f = new Float32Array(c.w), u = new Uint32Array(f.buffer); new Uint16Array(wb.buffer, wb.byteOffset, c.w.length).set(Array.from(u, (x) => x >>> 16)); }
+      const ss = await k.rowSquares(r, inT, { w: at.w, l: at.l, r: at.r, out: at.norms }, rows, cols);
+      const y = Array.from({ length: rows * cols }, (_, i) => {
+        const row = Math.floor(i / cols), j = i % cols;
+        let d = 0;
+        for (let q = 0; q < r; q++) d += c.L[row * r + q] * c.R[q * cols + j];
+        return c.w[i] + d;
+      });
+      const f = k.f32(at.scale, rows);
+      for (let i = 0; i < rows; i++) {
+        let want = 0;
+        for (let j = 0; j < cols; j++) want += y[i * cols + j] ** 2;
+        assert.ok(Math.abs(ss[i] - want) <= 1e-6 * want, `row ${i}: ${ss[i]} vs ${want}`);
+        f[i] = mag[i] / Math.sqrt(ss[i]);
+      }
+      const st = await k.run(r, inT, outT, { w: at.w, l: at.l, r: at.r, out: at.out, scale: at.scale }, rows, cols);
+      const ob = k.bytes(at.out, rows * cols * osz);
+      const out = outT === "F32" ? Array.from(new Float32Array(ob.buffer, ob.byteOffset, rows * cols)) : Array.from(new Uint16Array(ob.buffer, ob.byteOffset, rows * cols), outT === "F16" ? f16Value : bf16Value);
+      await k.close();
+      let dd = 0;
+      for (let i = 0; i < rows; i++) {
+        let norm = 0;
+        for (let j = 0; j < cols; j++) norm += y[i * cols + j] ** 2;
+        for (let j = 0; j < cols; j++) {
+          const v = (mag[i] / Math.sqrt(norm)) * y[i * cols + j], got = out[i * cols + j];
+          dd += (v - c.w[i * cols + j]) ** 2;
+          const tol = outT === "F32" ? 2e-6 * (Math.abs(v) + 1) : 0.5 * (outT === "F16" ? f16Ulp(v) : bf16Ulp(v)) + 2e-6 * (Math.abs(v) + 1);
+          assert.ok(Math.abs(got - v) <= tol, `(${i},${j}): got ${got}, exact ${v}`);
+        }
+      }
+      assert.ok(Math.abs(st.sumSqDelta - dd) <= 1e-4 * dd, `Σ Δ² ${st.sumSqDelta} vs ${dd}`);
+      assert.equal(st.finite, true);
+    });
+  }
+
   it("rounds exact ties to even and large values to infinity (flagged non-finite)", async () => {
     // L = 0: y = W exactly, so only the output rounding acts. 1 + 2^-8 lies halfway between 1 and 1 + 2^-7
     // (odd mantissa): even is 1. 1 + 3·2^-8 lies between 1 + 2^-7 (odd) and 1 + 2^-6 (even): up.

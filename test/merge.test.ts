@@ -100,6 +100,12 @@ describe("merge", function () {
     const report = await merge({ base: b, adapters, out });
     assert.deepEqual(report.modules.map((m) => m.tensor).filter((t) => !t.includes("layers")).sort(), ["lm_head.weight", "model.embed_tokens.weight"]);
     assert.ok(await compareAll(b, adapters, out) >= 3);
+    // DoRA on the chunked lm_head: each chunk's rows get their norms, then their scaled merge
+    const d = join(tmp.path, "bigdora"), outD = join(tmp.path, "bigdoraout");
+    await generateLoraAdapter(d, b, { r: 4, alpha: 8, targets: ["lm_head", "q_proj"], seed: 6, useDora: true });
+    await merge({ base: b, adapters: [{ path: d, weight: 1 }], out: outD, dtype: "f32" });
+    assert.ok(await compareAll(b, [{ path: d, weight: 1 }], outD) >= 3);
+    await rm(outD, { recursive: true });
     // an abort while a chunked tensor is under way stops it at the next chunk: no output left
     const ctl = new AbortController(), out2 = join(tmp.path, "bigout2");
     await assert.rejects(merge({ base: b, adapters, out: out2, signal: ctl.signal, onProgress: (p) => { if (p.label === "lm_head.weight") ctl.abort(); } }),

@@ -10,7 +10,7 @@ import { planShards, writeShardedModel } from "../io/sharded-writer.js";
 import { lazyDisplay } from "../plot/display-cache.js";
 import type { LongTaskOptions } from "../progress.js";
 import { DTYPE_SIZE, type DType, dtypeToTorch, isFloatDType } from "../tensor/dtype.js";
-import { type KernelDType, LowRankKernels, packR } from "../tensor/lowrank.js";
+import { type KernelDType, type LowRankStats, LowRankKernels, packR } from "../tensor/lowrank.js";
 import { Tensor, fromF32, numel, toF32 } from "../tensor/tensor.js";
 import { loadAdapter } from "./adapter.js";
 import type { Adapter, LoraModule } from "./types.js";
@@ -249,10 +249,13 @@ const COPY_CHUNK = 32 * 2 ** 20;
  * memory is 32-bit, and memory stays bounded for 70B-sized MLPs or 128K-token vocabularies). */
 const REGION_BYTES = 128 * 2 ** 20;
 
-/** A tensor whose only changes are plain LoRA deltas (no DoRA, replacement or token rows), stored as F32, BF16
- * or F16 in and out, 2-D with a column count divisible by 4: merged in one fused WebAssembly pass. */
+/** A tensor whose only changes are LoRA deltas (no replacement or token rows) — plain ones, or one DoRA
+ * adapter on a linear stored [out, in] — stored as F32, BF16 or F16 in and out, 2-D with a column count
+ * divisible by 4: merged in one fused WebAssembly pass (DoRA: a pass for the row norms, then the scaled one). */
 function fastEligible(p: TensorPlan, inDtype: DType, st: ({ j: Job } | object)[] | undefined): boolean {
-  if (!st || st.length === 0 || !st.every((x) => "j" in x && !x.j.m.magnitude)) return false;
+  if (!st || st.length === 0 || !st.every((x) => "j" in x)) return false;
+  const dora = (st as { j: Job }[]).filter((x) => x.j.m.magnitude);
+  if (dora.length > 0 && (st.length > 1 || dora[0].j.m.kind === "embedding" || dora[0].j.m.fanInFanOut)) return false;
   if (!KERNEL_DTYPES.includes(inDtype) || !KERNEL_DTYPES.includes(p.dtype) || p.shape.length !== 2) return false;
   const [rows, cols] = p.shape;
   return rows > 0 && cols > 0 && cols % 4 === 0;
@@ -267,7 +270,7 @@ class FastPath {
   /** rows per chunk of the tensors merged in chunks */
   private readonly chunkRows = new Map<string, number>();
   private k?: LowRankKernels;
-  private readonly at = { r: 0, l: 0, in: [0, 0], out: [0, 0], end: 0 };
+  private readonly at = { r: 0, l: 0, in: [0, 0], out: [0, 0], norms: 0, scale: 0, end: 0 };
   private readonly copies: (Uint8Array | undefined)[] = [undefined, undefined];
   private turn = { in: 0, out: 0, copy: 0 };
   /** the next eligible tensor's read, started while the current one computes */
@@ -277,20 +280,22 @@ class FastPath {
    * largest. Two output regions: the writer may still be writing the previous tensor's. */
   constructor(tensors: { p: TensorPlan; rank: number; inDtype: DType }[]) {
     this.names = new Set(tensors.map((t) => t.p.name));
-    let maxIn = 0, maxOut = 0, maxR = 0, maxL = 0;
+    let maxIn = 0, maxOut = 0, maxR = 0, maxL = 0, maxRows = 0;
     for (const { p, rank, inDtype } of tensors) {
       const [rows, cols] = p.shape;
       // a tensor over REGION_BYTES goes in chunks of whole rows (at least one)
       const chunkRows = Math.min(rows, Math.max(1, Math.floor(REGION_BYTES / (cols * DTYPE_SIZE[inDtype]))));
       if (chunkRows < rows) this.chunkRows.set(p.name, chunkRows);
       maxIn = Math.max(maxIn, chunkRows * cols * DTYPE_SIZE[inDtype]); maxOut = Math.max(maxOut, chunkRows * cols * DTYPE_SIZE[p.dtype]);
-      maxR = Math.max(maxR, rank * cols * 4); maxL = Math.max(maxL, rows * rank * 4);
+      maxR = Math.max(maxR, rank * cols * 4); maxL = Math.max(maxL, rows * rank * 4); maxRows = Math.max(maxRows, chunkRows);
     }
     const align = (x: number) => Math.ceil(x / 64) * 64;
     this.at.r = LowRankKernels.FIRST_FREE; this.at.l = align(this.at.r + maxR);
     this.at.in = [this.at.l + align(maxL), this.at.l + align(maxL) + align(maxIn)];
     this.at.out = [this.at.in[1] + align(maxIn), this.at.in[1] + align(maxIn) + align(maxOut)];
-    this.at.end = this.at.out[1] + align(maxOut);
+    this.at.norms = this.at.out[1] + align(maxOut); // DoRA: Σ y² (float64) and m/‖y‖ (float32) per row
+    this.at.scale = this.at.norms + align(8 * maxRows);
+    this.at.end = this.at.scale + align(4 * maxRows);
   }
 
   has(name: string): boolean { return this.names.has(name); }
@@ -340,7 +345,7 @@ class FastPath {
     const rank = this.factors(p, jobs);
     const outT = p.dtype as KernelDType;
     const out = this.at.out[(this.turn.out ^= 1)];
-    const st = await k.run(rank, inDtype, outT, { w: inAt, l: this.at.l, r: this.at.r, out }, rows, cols);
+    const st = await this.run(jobs, rank, inDtype, outT, inAt, this.at.l, out, 0, rows, cols);
     const outBytes = k.bytes(out, rows * cols * DTYPE_SIZE[outT]);
     if (!st.finite) nonFinite(p.name, outT, outBytes, 0);
     reports.push(moduleReport(p.name, jobs, st.sumSqW > 0 ? Math.sqrt(st.sumSqDelta / st.sumSqW) : 0, st.maxAbsDelta, st.maxRoundErr));
@@ -361,13 +366,25 @@ class FastPath {
       const n = Math.min(chunk, rows - r0);
       const inAt = this.at.in[(this.turn.in ^= 1)], out = this.at.out[(this.turn.out ^= 1)];
       await file.readRange(name, r0 * inRow, k.bytes(inAt, n * inRow));
-      const st = await k.run(rank, inDtype, outT, { w: inAt, l: this.at.l + r0 * rank * 4, r: this.at.r, out }, n, cols);
+      const st = await this.run(jobs, rank, inDtype, outT, inAt, this.at.l + r0 * rank * 4, out, r0, n, cols);
       const outBytes = k.bytes(out, n * outRow);
       if (!st.finite) nonFinite(p.name, outT, outBytes, r0 * cols);
       dd += st.sumSqDelta; ww += st.sumSqW; md = Math.max(md, st.maxAbsDelta); re = Math.max(re, st.maxRoundErr);
       yield outBytes;
     }
     reports.push(moduleReport(p.name, jobs, ww > 0 ? Math.sqrt(dd / ww) : 0, md, re));
+  }
+
+  /** The kernel over `rows` rows from row `r0` of the tensor; with DoRA (a single job, see `fastEligible`)
+   * first their norms, then the merge with each row scaled by m/‖W + ΔW‖ (PEFT's merge). */
+  private async run(jobs: Job[], rank: number, inDtype: KernelDType, outT: KernelDType, w: number, l: number, out: number, r0: number, rows: number, cols: number): Promise<LowRankStats> {
+    const k = this.kernels();
+    const mag = jobs[0].m.magnitude;
+    if (!mag) return k.run(rank, inDtype, outT, { w, l, r: this.at.r, out }, rows, cols);
+    const ss = await k.rowSquares(rank, inDtype, { w, l, r: this.at.r, out: this.at.norms }, rows, cols);
+    const m = mag.toF32(), f = k.f32(this.at.scale, rows);
+    for (let i = 0; i < rows; i++) f[i] = m[r0 + i] / Math.sqrt(ss[i]);
+    return k.run(rank, inDtype, outT, { w, l, r: this.at.r, out, scale: this.at.scale }, rows, cols);
   }
 
   /** Lays out L [rows, rank] row-major and R [rank, cols] packed for all of `jobs` on this tensor (the scaling

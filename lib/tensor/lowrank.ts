@@ -54,20 +54,26 @@ function f16Encode(y: number, a: number, t: number): number[] {
   ];
 }
 
-/** The fused kernel `run(w, l, rp, out, rows, cols, stats)` for rank `r`, all pointers byte offsets:
- *   y = w + L·R  (fp32, Σ over k in order), out = y rounded to nearest even (BF16, F16) or y (F32),
- * and per-call statistics (Σ Δ², Σ w², max |Δ|, max rounding error, NaN/Inf flag) stored as 5 f64 at `stats`.
+/** What a kernel call computes per row: the merge, the merge with each row scaled by a factor (DoRA's
+ * m/‖W + ΔW‖, from `scale`, one float per row), or only Σ (w + L·R)² per row (float64 at `out`, for the norms). */
+export type KernelMode = "plain" | "scaled" | "norms";
+
+/** The fused kernel `run(w, l, rp, out, rows, cols, stats, scale)` for rank `r`, all pointers byte offsets:
+ *   y = w + L·R  (fp32, Σ over k in order; × the row's scale in mode "scaled"), out = y rounded to nearest
+ * even (BF16, F16) or y (F32), and per-call statistics (Σ Δ², Σ w², max |Δ|, max rounding error, NaN/Inf
+ * flag; Δ = y − w) stored as 5 f64 at `stats`.
  * L is row-major [rows, r]; R is packed in 4-column blocks, [cols/4][r][4], so each k is one v128 load at
  * a constant offset. One pass over the data: reading bf16 and writing bf16 are a shift and an integer
  * rounding in SIMD, no f32 copy of the tensor exists. cols must be a multiple of 4 and rows ≥ 1. */
-function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) {
-  const [w, l, rp, out, rows, cols, stats] = [0, 1, 2, 3, 4, 5, 6];
-  const [wEnd, rpp] = [7, 8];
-  const [dd, ww, md, re, bad] = [9, 10, 11, 12, 13];
-  const [wv, y, ddv, wwv, mdv, rev, badv, t, lk] = [14, 15, 16, 17, 18, 19, 20, 21, 22];
-  const dc = Array.from({ length: cb }, (_, c) => 23 + c);
-  const [pk, pr, pkEnd] = [23 + cb, 24 + cb, 25 + cb]; // i32: L[k] and R[k] pointers, L row end
-  const [h16, t2] = [26 + cb, 27 + cb]; // v128 temporaries of the float16 conversions
+function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number, mode: KernelMode) {
+  const [w, l, rp, out, rows, cols, stats, scale] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [wEnd, rpp] = [8, 9];
+  const [dd, ww, md, re, bad] = [10, 11, 12, 13, 14];
+  const [wv, y, ddv, wwv, mdv, rev, badv, t, lk] = [15, 16, 17, 18, 19, 20, 21, 22, 23];
+  const dc = Array.from({ length: cb }, (_, c) => 24 + c);
+  const [pk, pr, pkEnd] = [24 + cb, 25 + cb, 26 + cb]; // i32: L[k] and R[k] pointers, L row end
+  const [h16, t2] = [27 + cb, 28 + cb]; // v128 temporaries of the float16 conversions
+  const [fv, nlo, nhi] = [29 + cb, 30 + cb, 31 + cb]; // the row's scale; Σ y² as float64 pairs (norms)
   const s = op.simd;
   const b: number[] = [];
   const emit = (...xs: number[][]) => { for (const x of xs) b.push(...x); };
@@ -75,7 +81,8 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
   emit(op.loop); // rows
   emit(op.get(w), op.get(cols), op.i32(SIZE[inT]), [0x6c], op.i32Add, op.set(wEnd));
   emit(op.get(rp), op.set(rpp));
-  for (const v of [ddv, wwv, mdv, rev, badv]) emit(zero, op.set(v));
+  for (const v of [ddv, wwv, mdv, rev, badv, nlo, nhi]) emit(zero, op.set(v));
+  if (mode === "scaled") emit(op.get(scale), s(S.load32Splat, 2, 0), op.set(fv));
   emit(op.loop); // 4·cb columns per iteration
   // Δ_c = Σ_k L[k]·R[k, 4c..4c+3] in k order; each L[k] is broadcast once for all blocks. A loop over k
   // (two steps per turn), not r unrolled steps: TurboFan hoisted all 3r loads of an unrolled body to its
@@ -98,6 +105,13 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
     else if (inT === "F16") emit(op.get(w), s(S.load16x4U, 3, ...uleb(8 * c)), op.set(h16), f16Decode(h16, t2), op.set(wv));
     else emit(op.get(w), vload(16 * c, 2), op.set(wv));
     emit(op.get(wv), op.get(d), s(S.f32x4Add), op.set(y));
+    if (mode === "norms") {
+      // Σ y² in float64, as PEFT's norm of the float32 W + ΔW would be summed in higher precision
+      emit(op.get(nlo), op.get(y), s(S.f64x2PromoteLow), op.tee(t), op.get(t), s(S.f64x2Mul), s(S.f64x2Add), op.set(nlo));
+      emit(op.get(nhi), op.get(y), op.get(y), s(S.shuffle, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15), s(S.f64x2PromoteLow), op.tee(t), op.get(t), s(S.f64x2Mul), s(S.f64x2Add), op.set(nhi));
+      continue;
+    }
+    if (mode === "scaled") emit(op.get(y), op.get(fv), s(S.f32x4Mul), op.tee(y), op.get(wv), s(S.f32x4Sub), op.set(d));
     emit(op.get(ddv), op.get(d), op.get(d), s(S.f32x4Mul), s(S.f32x4Add), op.set(ddv));
     emit(op.get(wwv), op.get(wv), op.get(wv), s(S.f32x4Mul), s(S.f32x4Add), op.set(wwv));
     // |x| as x & 0x7fffffff: the same bits as f32x4.abs, whose mask TurboFan rebuilt at every use
@@ -118,22 +132,28 @@ function kernelFunc(r: number, inT: KernelDType, outT: KernelDType, cb: number) 
     } else emit(op.get(out), op.get(y), vstore(16 * c, 2));
   }
   emit(op.get(rpp), op.i32(16 * r * cb), op.i32Add, op.set(rpp));
-  emit(op.get(out), op.i32(4 * cb * SIZE[outT]), op.i32Add, op.set(out));
+  if (mode !== "norms") emit(op.get(out), op.i32(4 * cb * SIZE[outT]), op.i32Add, op.set(out));
   emit(op.get(w), op.i32(4 * cb * SIZE[inT]), op.i32Add, op.tee(w), op.get(wEnd), op.i32Ne, op.brIf(0));
   emit(op.end);
   // fold the row's lanes into the f64 totals
   const lanes = (v: number, acc: number, combine: number[]) => {
     for (let i = 0; i < 4; i++) emit(op.get(acc), op.get(v), s(S.f32x4Extract, i), op.f64PromoteF32, combine, op.set(acc));
   };
-  lanes(ddv, dd, op.f64Add); lanes(wwv, ww, op.f64Add); lanes(badv, bad, op.f64Add);
-  lanes(mdv, md, op.f64Max); lanes(rev, re, op.f64Max);
+  if (mode === "norms") {
+    emit(op.get(out), op.get(nlo), op.get(nhi), s(S.f64x2Add), op.tee(t), s(S.f64x2Extract, 0), op.get(t), s(S.f64x2Extract, 1), op.f64Add, op.f64Store());
+    emit(op.get(out), op.i32(8), op.i32Add, op.set(out));
+  } else {
+    lanes(ddv, dd, op.f64Add); lanes(wwv, ww, op.f64Add); lanes(badv, bad, op.f64Add);
+    lanes(mdv, md, op.f64Max); lanes(rev, re, op.f64Max);
+  }
+  if (mode === "scaled") emit(op.get(scale), op.i32(4), op.i32Add, op.set(scale));
   emit(op.get(l), op.i32(4 * r), op.i32Add, op.set(l));
   emit(op.get(rows), op.i32(1), op.i32Sub, op.tee(rows), op.brIf(0));
   emit(op.end);
   [dd, ww, md, re, bad].forEach((v, i) => emit(op.get(stats), op.get(v), op.f64Store(8 * i)));
   return {
-    params: [I32, I32, I32, I32, I32, I32, I32], results: [],
-    locals: [I32, I32, F64, F64, F64, F64, F64, ...Array<number>(9 + cb).fill(V128), I32, I32, I32, V128, V128],
+    params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [],
+    locals: [I32, I32, F64, F64, F64, F64, F64, ...Array<number>(9 + cb).fill(V128), I32, I32, I32, V128, V128, V128, V128, V128],
     body: b, export: "run",
   };
 }
@@ -181,26 +201,38 @@ export class LowRankKernels {
   }
 
   /** Runs the kernel over `rows` rows (pointers are byte offsets into `memory`: W and out row-major
-   * [rows, cols], L [rows, r], R packed by `packR`). The rows are split into equal parts, one per thread, with
-   * at least 64 rows each; this thread takes the first. */
-  async run(r: number, inT: KernelDType, outT: KernelDType, p: { w: number; l: number; r: number; out: number }, rows: number, cols: number): Promise<LowRankStats> {
-    if (cols % 4 !== 0 || cols === 0 || rows === 0) throw new Error(`internal: low-rank kernel needs cols % 4 == 0 and rows > 0 (got ${rows}x${cols})`);
-    const cb = [2, 1].find((c) => c <= MAX_CB && cols % (4 * c) === 0)!;
-    const key = `${r}/${inT}/${outT}/${cb}`;
-    this.pool.kernel(key, () => encodeModule([kernelFunc(r, inT, outT, cb)], 1, MAX_PAGES));
-    const parts = Math.max(1, Math.min(this.pool.threads, Math.floor(rows / MIN_SPLIT_ROWS)));
-    const start = (i: number) => Math.floor((i * rows) / parts);
-    const args = Array.from({ length: parts }, (_, i) => {
-      const r0 = start(i);
-      return [p.w + r0 * cols * SIZE[inT], p.l + r0 * r * 4, p.r, p.out + r0 * cols * SIZE[outT], start(i + 1) - r0, cols, 64 * i];
-    });
-    await this.pool.run(key, args);
+   * [rows, cols], L [rows, r], R packed by `packR`, in mode "scaled" one float32 factor per row at `scale`).
+   * The rows are split into equal parts, one per thread, with at least 64 rows each; this thread takes the first. */
+  async run(r: number, inT: KernelDType, outT: KernelDType, p: { w: number; l: number; r: number; out: number; scale?: number }, rows: number, cols: number): Promise<LowRankStats> {
+    const parts = await this.runParts(p.scale === undefined ? "plain" : "scaled", r, inT, outT, p, rows, cols);
     const all = Array.from({ length: parts }, (_, i) => this.stats(64 * i));
     return {
       sumSqDelta: all.reduce((a, x) => a + x.sumSqDelta, 0), sumSqW: all.reduce((a, x) => a + x.sumSqW, 0),
       maxAbsDelta: Math.max(...all.map((x) => x.maxAbsDelta)), maxRoundErr: Math.max(...all.map((x) => x.maxRoundErr)),
       finite: all.every((x) => x.finite),
     };
+  }
+
+  /** Σ_j (W + L·R)²[i, j] for each row i, as float64 at `p.out` (DoRA's column norms before the merge). */
+  async rowSquares(r: number, inT: KernelDType, p: { w: number; l: number; r: number; out: number }, rows: number, cols: number): Promise<Float64Array> {
+    await this.runParts("norms", r, inT, "F32", p, rows, cols);
+    return this.pool.f64(p.out, rows);
+  }
+
+  private async runParts(mode: KernelMode, r: number, inT: KernelDType, outT: KernelDType, p: { w: number; l: number; r: number; out: number; scale?: number }, rows: number, cols: number): Promise<number> {
+    if (cols % 4 !== 0 || cols === 0 || rows === 0) throw new Error(`internal: low-rank kernel needs cols % 4 == 0 and rows > 0 (got ${rows}x${cols})`);
+    const cb = [2, 1].find((c) => c <= MAX_CB && cols % (4 * c) === 0)!;
+    const key = `${r}/${inT}/${outT}/${cb}/${mode}`;
+    this.pool.kernel(key, () => encodeModule([kernelFunc(r, inT, outT, cb, mode)], 1, MAX_PAGES));
+    const parts = Math.max(1, Math.min(this.pool.threads, Math.floor(rows / MIN_SPLIT_ROWS)));
+    const start = (i: number) => Math.floor((i * rows) / parts);
+    const outRow = mode === "norms" ? 8 : cols * SIZE[outT];
+    const args = Array.from({ length: parts }, (_, i) => {
+      const r0 = start(i);
+      return [p.w + r0 * cols * SIZE[inT], p.l + r0 * r * 4, p.r, p.out + r0 * outRow, start(i + 1) - r0, cols, 64 * i, (p.scale ?? 0) + r0 * 4];
+    });
+    await this.pool.run(key, args);
+    return parts;
   }
 
   /** Stops the helper threads (the memory stays usable from this thread). */

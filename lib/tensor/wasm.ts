@@ -41,12 +41,12 @@ export const op = {
 /** SIMD opcodes (after the 0xfd prefix). */
 export const S = {
   load: 0x00, load16x4U: 0x04, load32Splat: 0x09, store: 0x0b, const: 0x0c, i32x4Splat: 0x11, f32x4Splat: 0x13, f32x4Extract: 0x1f,
-  i8x16NarrowI16x8U: 0x66, f32x4Nearest: 0x6a,
+  shuffle: 0x0d, f64x2Extract: 0x21, i8x16NarrowI16x8U: 0x66, f32x4Nearest: 0x6a, f64x2PromoteLow: 0x5f,
   i32x4LtS: 0x39, i32x4GtS: 0x3b, i32x4GeS: 0x3f,
   and: 0x4e, or: 0x50, xor: 0x51, bitselect: 0x52, store64Lane: 0x5b, i16x8NarrowI32x4U: 0x86,
   i32x4Shl: 0xab, i32x4ShrU: 0xad, i32x4Add: 0xae, i32x4Sub: 0xb1,
   f32x4Abs: 0xe0, f32x4Add: 0xe4, f32x4Sub: 0xe5, f32x4Mul: 0xe6, f32x4Div: 0xe7, f32x4Pmin: 0xea, f32x4Pmax: 0xeb,
-  i32x4TruncSatF32x4U: 0xf9,
+  i32x4TruncSatF32x4U: 0xf9, f64x2Add: 0xf0, f64x2Mul: 0xf2,
 };
 
 /** v128.load/store with alignment log2 and a constant offset. */

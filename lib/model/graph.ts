@@ -200,25 +200,40 @@ export interface LayerValues {
   presentValue: string;
 }
 
-/** One decoder layer on h [tokens, hidden]. */
+/** One decoder layer on h [tokens, hidden]: attention, o_proj and the residual, post_attention_layernorm,
+ * the MLP and the residual. */
 export async function emitDecoderLayer(e: Emit, i: number, h: string, ctx: AttnContext, past?: { key: string; value: string }): Promise<LayerValues> {
+  const { g } = e;
+  const [, , , oM] = layerLinears(i);
+  const { attnIn, oIn, presentKey, presentValue } = await emitAttention(e, i, h, ctx, past);
+  const h2 = g.op("Add", [h, emitLinear(e, oIn, oM, await e.linear(oM))]);
+  const mlpIn = await emitRmsNorm(e, h2, `model.layers.${i}.post_attention_layernorm.weight`);
+  const mlp = await emitMlp(e, i, mlpIn);
+  const out = g.op("Add", [h2, mlp.out]);
+  return { attnIn, oIn, mlpIn, downIn: mlp.downIn, out, presentKey, presentValue };
+}
+
+/** Layer i's MLP on x (the post_attention_layernorm output): down_proj(silu(gate_proj(x)) · up_proj(x)). */
+export async function emitMlp(e: Emit, i: number, x: string): Promise<{ downIn: string; out: string }> {
+  const { g } = e;
+  const [, , , , gateM, upM, downM] = layerLinears(i);
+  const gate = emitLinear(e, x, gateM, await e.linear(gateM));
+  const up = emitLinear(e, x, upM, await e.linear(upM));
+  const downIn = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
+  return { downIn, out: emitLinear(e, downIn, downM, await e.linear(downM)) };
+}
+
+/** Layer i's self-attention up to o_proj's input: input_layernorm, q/k/v, RoPE, causal (grouped-query)
+ * attention over the past and the new tokens. */
+export async function emitAttention(e: Emit, i: number, h: string, ctx: AttnContext, past?: { key: string; value: string }): Promise<{ attnIn: string; oIn: string; presentKey: string; presentValue: string }> {
   const { g, cfg } = e;
   const H = cfg.numHeads, KV = cfg.numKvHeads, D = cfg.headDim, rep = H / KV;
-  const [qM, kM, vM, oM, gateM, upM, downM] = layerLinears(i);
-  const pre = `model.layers.${i}`;
-  const attnIn = await emitRmsNorm(e, h, `${pre}.input_layernorm.weight`);
+  const [qM, kM, vM] = layerLinears(i);
+  const attnIn = await emitRmsNorm(e, h, `model.layers.${i}.input_layernorm.weight`);
   const q = emitLinear(e, attnIn, qM, await e.linear(qM));
   const k = emitLinear(e, attnIn, kM, await e.linear(kM));
   const v = emitLinear(e, attnIn, vM, await e.linear(vM));
-  const rest = async (oIn: string, presentKey: string, presentValue: string): Promise<LayerValues> => {
-    const h2 = g.op("Add", [h, emitLinear(e, oIn, oM, await e.linear(oM))]);
-    const mlpIn = await emitRmsNorm(e, h2, `${pre}.post_attention_layernorm.weight`);
-    const gate = emitLinear(e, mlpIn, gateM, await e.linear(gateM));
-    const up = emitLinear(e, mlpIn, upM, await e.linear(upM));
-    const downIn = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
-    const out = g.op("Add", [h2, emitLinear(e, downIn, downM, await e.linear(downM))]);
-    return { attnIn, oIn, mlpIn, downIn, out, presentKey, presentValue };
-  };
+  const rest = (oIn: string, presentKey: string, presentValue: string) => ({ attnIn, oIn, presentKey, presentValue });
   if (e.fused && D % 16 === 0) {
     // GroupQueryAttention (its CPU kernel needs head_dim % 16 == 0): RoPE (rotate-half), causal mask, GQA and the KV concat in one op
     const to3 = (x: string, heads: number) => g.op("Reshape", [x, g.op("Concat", [ctx.bs, g.constI64([heads * D])], { axis: 0 })]);

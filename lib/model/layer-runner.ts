@@ -27,7 +27,7 @@ import type { ModelConfig } from "../io/hf-config.js";
 import { ModelDir } from "../io/model-dir.js";
 import { Tensor } from "../tensor/tensor.js";
 import { checkArchitecture, layerLinears, linearShape } from "./architecture.js";
-import { type Emit, emitAttnContext, emitDecoderLayer, emitLinear, emitRmsNorm } from "./graph.js";
+import { type Emit, emitAttention, emitAttnContext, emitDecoderLayer, emitLinear, emitMlp, emitRmsNorm } from "./graph.js";
 import { ExternalPlacer, InlinePlacer, InputPlacer, type TensorPlacer, asGraphTensor } from "./initializers.js";
 import { DenseWeightSource, type DenseLinear, type WeightSource } from "./weights.js";
 
@@ -58,6 +58,8 @@ export class DecoderLayerRunner {
   private cachedLayer = -1;
   private cachedFeeds: Record<string, ort.Tensor> = {};
   private head?: ort.InferenceSession;
+  /** graphs of one part of the layer (ORT runs every node of a graph, whichever outputs are fetched) */
+  private parts: { attention?: Promise<ort.InferenceSession>; mlp?: Promise<ort.InferenceSession> } = {};
 
   private constructor(
     readonly source: WeightSource,
@@ -76,12 +78,7 @@ export class DecoderLayerRunner {
     const source = model instanceof ModelDir ? new DenseWeightSource(model) : model;
     const cfg = source.config;
     checkArchitecture(cfg, source.description);
-    const g = new GraphBuilder("decoder_layer");
-    const hidden = g.input("hidden", "F32", ["batch", "seq", cfg.hiddenSize]);
-    const placer = new InputPlacer(g, (name) => name.replace(LAYER_PREFIX, "layer."));
-    const e: Emit = { g, placer, cfg, tensor: (n) => source.tensor(n), linear: (m) => denseLinear(source, m), fused: opts.fused ?? true };
-    const ctx = emitAttnContext(g, cfg, opts.maxContext ?? cfg.maxPositionEmbeddings, hidden);
-    const h = g.op("Reshape", [hidden, g.constI64([-1, cfg.hiddenSize])]);
+    const { g, e, h, ctx, placer } = layerGraph(source, opts);
     const v = await emitDecoderLayer(e, 0, h, ctx);
     const dims = { attnIn: cfg.hiddenSize, oIn: cfg.numHeads * cfg.headDim, mlpIn: cfg.hiddenSize, downIn: cfg.intermediateSize, out: cfg.hiddenSize };
     for (const name of OUTPUTS) {
@@ -109,11 +106,20 @@ export class DecoderLayerRunner {
 
   /** Runs decoder layer `layer` on `hidden` (one or more sequences of `seqLen` tokens). */
   async run(layer: number, hidden: Float32Array, seqLen: number, replace?: Map<string, Float32Array>): Promise<LayerActivations> {
+    const res = await this.session.run(await this.feedsWith(layer, hidden, seqLen, replace));
+    return { attnIn: f32(res.attnIn), oIn: f32(res.oIn), mlpIn: f32(res.mlpIn), downIn: f32(res.downIn), out: f32(res.out) };
+  }
+
+  /** The layer's weights as graph inputs, those in `replace` substituted, and `hidden` (when given). */
+  private async feedsWith(layer: number, hidden: Float32Array | undefined, seqLen: number, replace?: Map<string, Float32Array>): Promise<Record<string, ort.Tensor>> {
     const cfg = this.config;
     if (!(layer >= 0 && layer < cfg.numLayers)) throw new LoralabError(`layer ${layer} does not exist (model has ${cfg.numLayers})`);
     const d = cfg.hiddenSize;
-    if (seqLen <= 0 || hidden.length % (seqLen * d) !== 0) throw new LoralabError(`hidden has ${hidden.length} values, not a multiple of seqLen ${seqLen} × hidden ${d}`);
-    const feeds: Record<string, ort.Tensor> = { ...(await this.layerFeeds(layer)), hidden: new ort.Tensor("float32", hidden, [hidden.length / (seqLen * d), seqLen, d]) };
+    const feeds: Record<string, ort.Tensor> = { ...(await this.layerFeeds(layer)) };
+    if (hidden) {
+      if (seqLen <= 0 || hidden.length % (seqLen * d) !== 0) throw new LoralabError(`hidden has ${hidden.length} values, not a multiple of seqLen ${seqLen} × hidden ${d}`);
+      feeds.hidden = new ort.Tensor("float32", hidden, [hidden.length / (seqLen * d), seqLen, d]);
+    }
     for (const [module, w] of replace ?? []) {
       const rel = module.replace(LAYER_PREFIX, "");
       const key = `layer.${rel}.weight`;
@@ -122,8 +128,49 @@ export class DecoderLayerRunner {
       if (w.length !== out * inp) throw new LoralabError(`replace: ${module} needs ${out}×${inp} values, got ${w.length}`);
       feeds[key] = new ort.Tensor("float32", w, [out, inp]);
     }
-    const res = await this.session.run(feeds);
-    return { attnIn: f32(res.attnIn), oIn: f32(res.oIn), mlpIn: f32(res.mlpIn), downIn: f32(res.downIn), out: f32(res.out) };
+    return feeds;
+  }
+
+  /** Only the attention of layer `layer` (q/k/v and attention; what o_proj reads, [tokens × heads·head_dim]):
+   * the `oIn` of `run` without computing the rest of the layer. */
+  async attention(layer: number, hidden: Float32Array, seqLen: number, replace?: Map<string, Float32Array>): Promise<Float32Array> {
+    this.parts.attention ??= (async () => {
+      const { g, e, h, ctx } = layerGraph(this.source, this.opts);
+      const { oIn } = await emitAttention(e, 0, h, ctx);
+      g.node("Identity", [oIn], ["oIn"]);
+      g.output("oIn", "F32", ["tokens", this.config.numHeads * this.config.headDim]);
+      return createSession(g.toBytes(), { spinning: false, ...this.opts });
+    })();
+    const session = await this.parts.attention;
+    const res = await session.run(await this.feeds(session, layer, hidden, seqLen, replace));
+    return f32(res.oIn);
+  }
+
+  /** Only the MLP of layer `layer` on x (post_attention_layernorm outputs, [tokens × hidden]):
+   * down_proj(silu(gate_proj(x))·up_proj(x)), without the residual. */
+  async mlp(layer: number, x: Float32Array, replace?: Map<string, Float32Array>): Promise<Float32Array> {
+    const d = this.config.hiddenSize;
+    this.parts.mlp ??= (async () => {
+      const g = new GraphBuilder("decoder_mlp");
+      const placer = new InputPlacer(g, (name) => name.replace(LAYER_PREFIX, "layer."));
+      const e: Emit = { g, placer, cfg: this.config, tensor: (n) => this.source.tensor(n), linear: (m) => denseLinear(this.source, m), fused: this.opts.fused ?? true };
+      const { out } = await emitMlp(e, 0, g.input("x", "F32", ["tokens", d]));
+      g.node("Identity", [out], ["y"]);
+      g.output("y", "F32", ["tokens", d]);
+      return createSession(g.toBytes(), { spinning: false, ...this.opts });
+    })();
+    const session = await this.parts.mlp;
+    if (x.length % d !== 0) throw new LoralabError(`mlp input has ${x.length} values, not a multiple of hidden ${d}`);
+    const res = await session.run(await this.feeds(session, layer, undefined, 1, replace, { x: new ort.Tensor("float32", x, [x.length / d, d]) }));
+    return f32(res.y);
+  }
+
+  /** The inputs `session` declares: the layer's weights (those in `replace` substituted), `hidden`. */
+  private async feeds(session: ort.InferenceSession, layer: number, hidden: Float32Array | undefined, seqLen: number, replace?: Map<string, Float32Array>, extra: Record<string, ort.Tensor> = {}): Promise<Record<string, ort.Tensor>> {
+    const all = await this.feedsWith(layer, hidden, seqLen, replace);
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const name of session.inputNames) feeds[name] = extra[name] ?? all[name];
+    return feeds;
   }
 
   /** Final RMSNorm and lm_head on the last layer's output: [tokens × vocab]. */
@@ -180,7 +227,22 @@ export class DecoderLayerRunner {
   async release(): Promise<void> {
     await this.session.release();
     await this.head?.release();
+    for (const s of [this.parts.attention, this.parts.mlp]) await (await s)?.release();
+    this.parts = {};
   }
+}
+
+/** A graph with the layer's input `hidden` [batch, seq, hidden], its attention context (RoPE tables, causal
+ * mask) and the layer's weights as graph inputs named `layer.<module>.weight`. */
+function layerGraph(source: WeightSource, opts: LayerRunnerOptions) {
+  const cfg = source.config;
+  const g = new GraphBuilder("decoder_layer");
+  const hidden = g.input("hidden", "F32", ["batch", "seq", cfg.hiddenSize]);
+  const placer = new InputPlacer(g, (name) => name.replace(LAYER_PREFIX, "layer."));
+  const e: Emit = { g, placer, cfg, tensor: (n) => source.tensor(n), linear: (m) => denseLinear(source, m), fused: opts.fused ?? true };
+  const ctx = emitAttnContext(g, cfg, opts.maxContext ?? cfg.maxPositionEmbeddings, hidden);
+  const h = g.op("Reshape", [hidden, g.constI64([-1, cfg.hiddenSize])]);
+  return { g, e, h, ctx, placer };
 }
 
 async function denseLinear(source: WeightSource, module: string): Promise<DenseLinear> {

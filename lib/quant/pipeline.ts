@@ -5,6 +5,7 @@ import { readdir, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { LoralabError, throwIfAborted } from "../errors.js";
 import { ModelDir } from "../io/model-dir.js";
+import type { ModelConfig } from "../io/hf-config.js";
 import { checkArchitecture, layerLinears, linearShape } from "../model/architecture.js";
 import { DecoderLayerRunner, type LayerActivations } from "../model/layer-runner.js";
 import { TextTokenizer } from "../model/tokenizer.js";
@@ -193,16 +194,34 @@ async function checkOutputFree(out: string, overwrite: boolean): Promise<void> {
 type Progress = (done: number, total: number, label: string, unit?: string) => void;
 
 /** Runs layer `l` over all calibration windows in chunks, handing each chunk's activations to `use`. */
+/** Sequences per layer run: activations of about 4 M floats per output, whatever the model's width. */
+function sequencesPerChunk(cfg: ModelConfig, seqLen: number): number {
+  return Math.max(1, Math.floor((1 << 22) / (seqLen * Math.max(cfg.hiddenSize, cfg.intermediateSize))));
+}
+
 async function forEachChunk(runner: DecoderLayerRunner, l: number, hidden: Float32Array, seqLen: number, replace: Map<string, Float32Array>, use: (a: LayerActivations, seqs: number, offset: number) => Promise<void> | void): Promise<void> {
   const cfg = runner.config;
   const d = cfg.hiddenSize;
   const total = hidden.length / (seqLen * d);
-  const per = Math.max(1, Math.floor((1 << 22) / (seqLen * Math.max(d, cfg.intermediateSize))));
+  const per = sequencesPerChunk(cfg, seqLen);
   for (let s = 0; s < total; s += per) {
     const n = Math.min(per, total - s);
     const a = await runner.run(l, hidden.subarray(s * seqLen * d, (s + n) * seqLen * d), seqLen, replace);
     await use(a, n, s);
   }
+}
+
+/** `part` over `x` (whole sequences of `seqLen` tokens, `inWidth` values each) in the chunks `forEachChunk`
+ * uses, its outputs (`outWidth` per token) concatenated. */
+async function inSequenceChunks(runner: DecoderLayerRunner, seqLen: number, x: Float32Array, inWidth: number, outWidth: number, part: (x: Float32Array) => Promise<Float32Array>): Promise<Float32Array> {
+  const tokens = x.length / inWidth;
+  const per = seqLen * sequencesPerChunk(runner.config, seqLen);
+  const out = new Float32Array(tokens * outWidth);
+  for (let t = 0; t < tokens; t += per) {
+    const n = Math.min(per, tokens - t);
+    out.set(await part(x.subarray(t * inWidth, (t + n) * inWidth)), t * outWidth);
+  }
+  return out;
 }
 
 function embedAll(runner: DecoderLayerRunner, windows: number[][]): Float32Array {
@@ -316,25 +335,19 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
       const K = width(group.input);
       const xMean = meanAbsColumns(acts[group.input], T, K);
       const lin = group.modules.map((m) => ({ W: W(m), N: N(m) }));
+      // each candidate is measured on the smallest part of the layer that its linears feed (AutoAWQ's
+      // module2inspect): the linear alone, the attention (+ o_proj), or the MLP — not the whole layer
+      const m0 = group.modules[0];
+      const single = m0 === "self_attn.o_proj" || m0 === "mlp.down_proj";
+      const linearOut = (w: Float32Array) => math.gemm({ data: acts[group.input], rows: T, cols: K }, { data: w, rows: N(m0), cols: K }, { transB: true });
+      const mlpOut = (replace?: Map<string, Float32Array>) => inSequenceChunks(runner, seqLen, acts.mlpIn, d, d, (x) => runner.mlp(l, x, replace));
+      const reference = single ? (await linearOut(W(m0))).data : group.input === "mlpIn" ? await mlpOut() : fpAttn.data;
       const res = await searchScales(lin, K, xMean, qm.bits, qm.groupSize, async (cands) => {
-        const m0 = group.modules[0];
-        if (m0 === "self_attn.o_proj" || m0 === "mlp.down_proj") {
-          const y = await math.gemm({ data: acts[group.input], rows: T, cols: K }, { data: cands[0], rows: N(m0), cols: K }, { transB: true });
-          const ref = await math.gemm({ data: acts[group.input], rows: T, cols: K }, { data: W(m0), rows: N(m0), cols: K }, { transB: true });
-          return mse(y.data, ref.data);
-        }
+        if (single) return mse((await linearOut(cands[0])).data, reference);
         const replace = new Map(group.modules.map((m, i) => [m, cands[i]]));
-        let e = 0;
-        if (group.input === "attnIn") {
-          const oIn = new Float32Array(acts.oIn.length);
-          await forEachChunk(runner, l, hidden, seqLen, replace, (a, _n, s) => oIn.set(a.oIn, s * seqLen * oK));
-          e = mse((await attnOut(oIn)).data, fpAttn.data);
-        } else {
-          const out = new Float32Array(acts.out.length);
-          await forEachChunk(runner, l, hidden, seqLen, replace, (a, _n, s) => out.set(a.out, s * seqLen * d));
-          e = mse(out, acts.out);
-        }
-        return e;
+        if (group.input === "mlpIn") return mse(await mlpOut(replace), reference);
+        const oIn = await inSequenceChunks(runner, seqLen, hidden, d, oK, (x) => runner.attention(l, x, seqLen, replace));
+        return mse((await attnOut(oIn)).data, reference);
       });
       scalesOf.set(group, res.scales);
       for (const m of group.modules) lossOf.set(m, res.loss);

@@ -1,6 +1,7 @@
 /** AWQ (SPEC §6.2): activation-aware per-channel scale search over a 20-point grid per scaling group
  * (duo scaling, as AutoAWQ), and the clipping search; quantization is min-max asymmetric (§4.1). The
  * caller supplies the forward that measures a candidate's output error (a layer run on ORT). */
+import { FakeQuantizer } from "./fake-quant.js";
 import type { OrtMath } from "./ort-math.js";
 import { type Bits, fakeQuantizeRtn } from "./quantizer.js";
 
@@ -79,13 +80,24 @@ export async function searchScales(
 ): Promise<ScaleSearchResult> {
   const G = groupSize === -1 ? K : groupSize;
   const wMean = weightMeanColumns(linears, K, G);
+  // the candidates on the WebAssembly kernel where it takes the shape (same values as pseudoQuantScaled)
+  const fqs = linears.map(({ W, N }) => FakeQuantizer.create(W, N, K, bits, groupSize));
+  const cands = linears.map(({ N }) => new Float32Array(N * K));
   let best: ScaleSearchResult | undefined;
-  for (let i = 0; i < N_GRID; i++) {
-    const ratio = i / N_GRID;
-    const s = candidateScales(xMean, wMean, ratio);
-    const cands = linears.map(({ W, N }) => pseudoQuantScaled(W, N, K, s, bits, groupSize));
-    const loss = await lossOf(cands);
-    if (!best || loss < best.loss) best = { scales: s, loss, ratio };
+  try {
+    for (let i = 0; i < N_GRID; i++) {
+      const ratio = i / N_GRID;
+      const s = candidateScales(xMean, wMean, ratio);
+      for (let j = 0; j < linears.length; j++) {
+        const { W, N } = linears[j];
+        if (fqs[j]) await fqs[j]!.run(cands[j], { c: s });
+        else fakeQuantizeRtn(W, N, K, { bits, groupSize, sym: false, rule: "minmax" }, cands[j], s);
+      }
+      const loss = await lossOf(cands);
+      if (!best || loss < best.loss) best = { scales: s, loss, ratio };
+    }
+  } finally {
+    for (const f of fqs) f?.release();
   }
   return best!;
 }
@@ -112,12 +124,10 @@ export async function clipSearch(W: Float32Array, N: number, K: number, x: Float
   // sampled inputs as (groups, tokens, G) for the batched product
   const Xg = new Float32Array(ng * Ts * G);
   for (let g = 0; g < ng; g++) for (let ti = 0; ti < Ts; ti++) Xg.set(x.subarray(tokens[ti] * K + g * G, tokens[ti] * K + (g + 1) * G), (g * Ts + ti) * G);
-  const D = new Float32Array(ng * G * N);
   /** err[n·ng + g] for a candidate's dequantized weight */
   const errors = async (q: Float32Array): Promise<ArrayLike<number>> => {
-    for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) for (let j = 0; j < G; j++) D[(g * G + j) * N + n] = q[n * K + g * G + j] - W[n * K + g * G + j];
     if (useOrt) {
-      const E = await math!.groupedSquaredMean(Xg, D, ng, Ts, G, N);
+      const E = await math!.groupedSquaredMean(Xg, q, W, ng, Ts, G, N);
       const out = new Float32Array(N * ng);
       for (let g = 0; g < ng; g++) for (let n = 0; n < N; n++) out[n * ng + g] = E[g * N + n];
       return out;
@@ -126,8 +136,9 @@ export async function clipSearch(W: Float32Array, N: number, K: number, x: Float
     for (let g = 0; g < ng; g++) for (let ti = 0; ti < Ts; ti++) {
       const xo = (g * Ts + ti) * G;
       for (let n = 0; n < N; n++) {
+        const wo = n * K + g * G;
         let acc = 0;
-        for (let j = 0; j < G; j++) acc += Xg[xo + j] * D[(g * G + j) * N + n];
+        for (let j = 0; j < G; j++) acc += Xg[xo + j] * (q[wo + j] - W[wo + j]);
         out[n * ng + g] += (acc * acc) / Ts;
       }
     }
@@ -135,23 +146,31 @@ export async function clipSearch(W: Float32Array, N: number, K: number, x: Float
   };
   const bestErr = new Float64Array(N * ng).fill(Infinity);
   const bestMax = Float32Array.from(orgMax);
-  const clipped = new Float32Array(N * K), candidate = new Float32Array(N * K);
-  for (let i = 0; i < N_GRID / 2; i++) {
-    const f = 1 - i / N_GRID;
-    for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
-      const mv = orgMax[n * ng + g] * f;
-      for (let k = g * G; k < (g + 1) * G; k++) {
-        const w = W[n * K + k];
-        clipped[n * K + k] = w > mv ? mv : w < -mv ? -mv : w;
+  const candidate = new Float32Array(N * K), clip = new Float32Array(N * ng);
+  // the candidates on the WebAssembly kernel where it takes the shape (same values as the clamp below)
+  const fq = FakeQuantizer.create(W, N, K, bits, G);
+  try {
+    for (let i = 0; i < N_GRID / 2; i++) {
+      const f = 1 - i / N_GRID;
+      for (let c = 0; c < N * ng; c++) clip[c] = orgMax[c] * f;
+      if (fq) await fq.run(candidate, { clip });
+      else {
+        for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
+          const mv = clip[n * ng + g];
+          for (let k = n * K + g * G; k < n * K + (g + 1) * G; k++) candidate[k] = W[k] > mv ? mv : W[k] < -mv ? -mv : W[k];
+        }
+        fakeQuantizeRtn(candidate, N, K, { bits, groupSize: G, sym: false, rule: "minmax" }, candidate);
+      }
+      const err = await errors(candidate);
+      for (let c = 0; c < N * ng; c++) {
+        if (err[c] < bestErr[c]) {
+          bestErr[c] = err[c];
+          bestMax[c] = orgMax[c] * f;
+        }
       }
     }
-    const err = await errors(fakeQuantizeRtn(clipped, N, K, { bits, groupSize: G, sym: false, rule: "minmax" }, candidate));
-    for (let c = 0; c < N * ng; c++) {
-      if (err[c] < bestErr[c]) {
-        bestErr[c] = err[c];
-        bestMax[c] = orgMax[c] * f;
-      }
-    }
+  } finally {
+    fq?.release();
   }
   for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
     const mv = bestMax[n * ng + g];

@@ -6,7 +6,7 @@
  * update's walk down a block does not alias in the L1 cache (a 4 KiB multiple apart, every row would
  * land in the same cache set). */
 import { type FuncDef, F32, F64, I32, S, V128, encodeModule, op, vconstI32, vload, vstore } from "../tensor/wasm.js";
-import { MAX_PAGES, MAX_THREADS, WasmPool, defaultThreads } from "../tensor/wasm-pool.js";
+import { MAX_PAGES, MAX_THREADS, type WasmPool, borrowPool, returnPool } from "../tensor/wasm-pool.js";
 
 /** v128 registers per chunk of output rows: 4 (16 rows, one cache line) */
 const CB = 4;
@@ -82,7 +82,6 @@ function columnsFunc(): FuncDef {
 
 const KEY = `gptq-columns/${CB}`;
 const align = (n: number) => Math.ceil(n / 64) * 64;
-const idle: WasmPool[] = [];
 
 /** The kernel's memory for one weight (N output rows) and one lazy block size, with views on its parts.
  * `acquire` takes an idle pool (helper threads already started) or makes one; `release` hands it back. */
@@ -120,13 +119,12 @@ export class GptqColumns {
   }
 
   /** `threads`: this one and helpers (default one per core up to 8). */
-  static acquire(N: number, blockSize: number, threads = defaultThreads()): GptqColumns {
-    const i = idle.findIndex((p) => p.threads === threads);
-    return new GptqColumns(i >= 0 ? idle.splice(i, 1)[0] : new WasmPool(threads), N, blockSize);
+  static acquire(N: number, blockSize: number, threads?: number): GptqColumns {
+    return new GptqColumns(borrowPool(threads), N, blockSize);
   }
 
   release(): void {
-    idle.push(this.pool);
+    returnPool(this.pool);
   }
 
   /** Quantizes block columns i0..i1−1 (the current `s`, `z` apply to all of them), updating the block's

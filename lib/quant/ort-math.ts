@@ -95,19 +95,26 @@ export class OrtMath {
     return blocks;
   }
 
-  /** E[g, n] = mean over t of (Σ_j X[g, t, j]·D[g, j, n])²: per-group partial-product errors (AWQ clip
-   * search) as one batched MatMul. X: (groups, tokens, G), D: (groups, G, N). */
-  async groupedSquaredMean(X: Float32Array, D: Float32Array, groups: number, tokens: number, G: number, N: number): Promise<Float32Array> {
+  /** E[g, n] = mean over t of (Σ_j X[g, t, j]·(Q − W)[n, g·G + j])²: per-group partial-product errors of a
+   * candidate Q of the (N × groups·G) weight W (AWQ clip search) as one batched MatMul; the difference is
+   * rearranged to (groups, G, N) inside the graph. X: (groups, tokens, G). */
+  async groupedSquaredMean(X: Float32Array, Q: Float32Array, W: Float32Array, groups: number, tokens: number, G: number, N: number): Promise<Float32Array> {
     const session = await this.session("groupedSquaredMean", () => {
       const g = new GraphBuilder("grouped_err");
       g.input("X", "F32", ["g", "t", "k"]);
-      g.input("D", "F32", ["g", "k", "n"]);
-      const y = g.op("MatMul", ["X", "D"]);
+      g.input("Q", "F32", ["n", "gk"]);
+      g.input("W", "F32", ["n", "gk"]);
+      g.input("shape", "I64", [3]);
+      const d = g.op("Transpose", [g.op("Reshape", [g.op("Sub", ["Q", "W"]), "shape"])], { perm: [1, 2, 0] });
+      const y = g.op("MatMul", ["X", d]);
       g.node("ReduceMean", [g.op("Mul", [y, y])], ["E"], { axes: [1], keepdims: 0 });
       g.output("E", "F32", ["g", "n"]);
       return g.toBytes();
     });
-    const out = await session.run({ X: new ort.Tensor("float32", X, [groups, tokens, G]), D: new ort.Tensor("float32", D, [groups, G, N]) });
+    const out = await session.run({
+      X: new ort.Tensor("float32", X, [groups, tokens, G]), Q: new ort.Tensor("float32", Q, [N, groups * G]), W: new ort.Tensor("float32", W, [N, groups * G]),
+      shape: new ort.Tensor("int64", BigInt64Array.from([N, groups, G].map(BigInt)), [3]),
+    });
     return out.E.data as Float32Array;
   }
 

@@ -104,3 +104,16 @@ export class WasmPool {
     await Promise.all(hs.map((h) => h.terminate()));
   }
 }
+
+const idle: WasmPool[] = [];
+
+/** An idle pool with `threads` threads (helpers already started) or a new one; hand it back with
+ * `returnPool` when done. Kernels that run once per weight (GPTQ, AWQ) reuse pools this way. */
+export function borrowPool(threads = defaultThreads()): WasmPool {
+  const i = idle.findIndex((p) => p.threads === threads);
+  return i >= 0 ? idle.splice(i, 1)[0] : new WasmPool(threads);
+}
+
+export function returnPool(pool: WasmPool): void {
+  idle.push(pool);
+}

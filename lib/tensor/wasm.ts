@@ -34,19 +34,22 @@ export const op = {
   f32Load: (offset = 0) => [0x2a, 2, ...uleb(offset)],
   f64Load: (offset = 0) => [0x2b, 3, ...uleb(offset)],
   f64Store: (offset = 0) => [0x39, 3, ...uleb(offset)],
-  f64Add: [0xa0], f64Max: [0xa5], f64PromoteF32: [0xbb],
+  f64Add: [0xa0], f64Max: [0xa5], f64PromoteF32: [0xbb], f32Min: [0x96], f32Max: [0x97], f32Neg: [0x8c],
+  f32Store: (offset = 0) => [0x38, 2, ...uleb(offset)],
   simd: (code: number, ...imm: number[]) => [0xfd, ...uleb(code), ...imm],
 };
 
 /** SIMD opcodes (after the 0xfd prefix). */
 export const S = {
-  load: 0x00, load16x4U: 0x04, load32Splat: 0x09, store: 0x0b, const: 0x0c, i32x4Splat: 0x11, f32x4Splat: 0x13, f32x4Extract: 0x1f,
-  shuffle: 0x0d, f64x2Extract: 0x21, i8x16NarrowI16x8U: 0x66, f32x4Nearest: 0x6a, f64x2PromoteLow: 0x5f,
+  load: 0x00, load16x4U: 0x04, load32Splat: 0x09, store: 0x0b, const: 0x0c, shuffle: 0x0d,
+  i32x4Splat: 0x11, f32x4Splat: 0x13, f64x2Splat: 0x14, f32x4Extract: 0x1f, f64x2Extract: 0x21,
   i32x4LtS: 0x39, i32x4GtS: 0x3b, i32x4GeS: 0x3f,
-  and: 0x4e, or: 0x50, xor: 0x51, bitselect: 0x52, store64Lane: 0x5b, i16x8NarrowI32x4U: 0x86,
-  i32x4Shl: 0xab, i32x4ShrU: 0xad, i32x4Add: 0xae, i32x4Sub: 0xb1,
-  f32x4Abs: 0xe0, f32x4Add: 0xe4, f32x4Sub: 0xe5, f32x4Mul: 0xe6, f32x4Div: 0xe7, f32x4Pmin: 0xea, f32x4Pmax: 0xeb,
-  i32x4TruncSatF32x4U: 0xf9, f64x2Add: 0xf0, f64x2Mul: 0xf2,
+  and: 0x4e, or: 0x50, xor: 0x51, bitselect: 0x52, store64Lane: 0x5b, load64Zero: 0x5d,
+  f32x4DemoteF64x2Zero: 0x5e, f64x2PromoteLow: 0x5f, i8x16NarrowI16x8U: 0x66, f32x4Nearest: 0x6a, i16x8NarrowI32x4U: 0x86,
+  f64x2Nearest: 0x94, i32x4Shl: 0xab, i32x4ShrU: 0xad, i32x4Add: 0xae, i32x4Sub: 0xb1,
+  f32x4Abs: 0xe0, f32x4Add: 0xe4, f32x4Sub: 0xe5, f32x4Mul: 0xe6, f32x4Div: 0xe7, f32x4Min: 0xe8, f32x4Max: 0xe9,
+  f32x4Pmin: 0xea, f32x4Pmax: 0xeb, f64x2Add: 0xf0, f64x2Sub: 0xf1, f64x2Mul: 0xf2, f64x2Div: 0xf3,
+  f64x2Pmin: 0xf6, f64x2Pmax: 0xf7, i32x4TruncSatF32x4U: 0xf9,
 };
 
 /** v128.load/store with alignment log2 and a constant offset. */

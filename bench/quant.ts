@@ -9,12 +9,15 @@
  *    the fewer the layers, the larger the fp32 lm_head's share of the bytes a token reads (2 layers: 24%,
  *    4 layers: 14%, the real 7B: 2%), which caps the ratio.
  *
- *   node --import tsx bench/quant.ts [--threads N] [--skip-7b] [--skip-gptq] [--rounds R] [--layers L]
+ *  - AWQ of one hidden-2048 decoder layer on 1,024 calibration tokens (seconds, as `quantize` runs it).
+ *
+ *   node --import tsx bench/quant.ts [--threads N] [--skip-7b] [--skip-gptq] [--skip-awq] [--rounds R] [--layers L] [--awq-tokens T]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { generateLlamaModel } from "../lib/fixtures/index.js";
 import { parseConfig } from "../lib/io/hf-config.js";
 import { seededRandom } from "../lib/random.js";
 import { writeSafetensors } from "../lib/io/safetensors.js";
@@ -166,8 +169,22 @@ async function benchDecode(work: string, threads: number | undefined, rounds: nu
   };
 }
 
+/** AWQ (4-bit g128) of one decoder layer of hidden 2048 / intermediate 5504 (a 3B-class layer) calibrated on
+ * `tokens` random token ids in windows of 512: the scale search (20 candidates per scaling group, each run on
+ * the part of the layer it feeds), the clipping search and the writing, timed as `quantize` runs them. */
+async function benchAwq(work: string, threads: number | undefined, tokens: number): Promise<Record<string, unknown>> {
+  const dir = join(work, "awq-model");
+  await generateLlamaModel(dir, { hiddenSize: 2048, intermediateSize: 5504, numLayers: 1, numHeads: 16, numKvHeads: 16, vocabSize: 1000, dtype: "F32", seed: 3 });
+  const r = seededRandom(6);
+  const windows = Array.from({ length: Math.max(1, Math.round(tokens / 512)) }, () => Array.from({ length: 512 }, () => Math.floor(r() * 1000)));
+  const t = performance.now();
+  const report = await quantizeModel({ model: dir, out: join(work, "awq-out"), method: "awq", format: "awq", bits: 4, groupSize: 128, windows, threads });
+  const seconds = (performance.now() - t) / 1000;
+  return { layer: "hidden 2048, intermediate 5504", tokens: windows.length * 512, weights: report.modules.reduce((a, m) => a + m.shape[0] * m.shape[1], 0), seconds };
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { threads: { type: "string" }, "skip-7b": { type: "boolean" }, "skip-gptq": { type: "boolean" }, rounds: { type: "string" }, layers: { type: "string" } } });
+  const { values } = parseArgs({ options: { threads: { type: "string" }, "skip-7b": { type: "boolean" }, "skip-gptq": { type: "boolean" }, "skip-awq": { type: "boolean" }, rounds: { type: "string" }, layers: { type: "string" }, "awq-tokens": { type: "string" } } });
   const threads = values.threads ? Number(values.threads) : undefined;
   const out: Record<string, unknown> = { threads: threads ?? "ORT default" };
   process.stderr.write("RTN...\n");
@@ -178,14 +195,18 @@ async function main(): Promise<void> {
     out.gptq = await benchGptq(math);
   }
   await math.release();
-  if (!values["skip-7b"]) {
-    const work = mkdtempSync(join(tmpdir(), "loralab-bench-quant-"));
-    try {
+  const work = mkdtempSync(join(tmpdir(), "loralab-bench-quant-"));
+  try {
+    if (!values["skip-awq"]) {
+      process.stderr.write("AWQ of one decoder layer...\n");
+      out.awq = await benchAwq(work, threads, Number(values["awq-tokens"] ?? 1024));
+    }
+    if (!values["skip-7b"]) {
       process.stderr.write("7B-shaped decode fp32 vs 4-bit...\n");
       out.decode = await benchDecode(work, threads, Number(values.rounds ?? 3), Number(values.layers ?? 4));
-    } finally {
-      rmSync(work, { recursive: true, force: true });
     }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
   process.stdout.write(JSON.stringify(out, null, 2) + "\n");
 }

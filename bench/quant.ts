@@ -1,6 +1,7 @@
 /**
  * Quantization benchmark (JSON on stdout):
- *  - RTN throughput (weights/s) on a 4096×4096 weight, g128, asym;
+ *  - RTN throughput (weights/s) on a 4096×4096 weight, g128, asym: the kernel `quantize` uses, and the
+ *    JavaScript reference in the same run;
  *  - GPTQ on a 4096×4096 linear with 128×512 calibration tokens (Hessian accumulation and fasterquant
  *    timed apart) next to one 4096³ fp32 MatMul on ONNX Runtime in the same process;
  *  - decode tokens/s of a Llama-2-7B-shaped model (4 decoder layers by default, vocab 32000) quantized to
@@ -29,6 +30,7 @@ import { HessianAccumulator, gptqQuantize } from "../lib/quant/gptq.js";
 import { OrtMath } from "../lib/quant/ort-math.js";
 import { quantizeModel } from "../lib/quant/pipeline.js";
 import { quantizeRtn } from "../lib/quant/quantizer.js";
+import { quantizeRtnFast } from "../lib/quant/rtn-kernel.js";
 
 /** Uniform in offset ± scale. */
 function random(n: number, seed: number, scale: number, offset = 0): Float32Array {
@@ -39,16 +41,24 @@ function random(n: number, seed: number, scale: number, offset = 0): Float32Arra
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
-function benchRtn(): Record<string, number> {
+/** RTN as `quantize` runs it (the WebAssembly kernel, rows on threads) and the JavaScript reference
+ * `quantizeRtn` (same codes) in the same run. */
+async function benchRtn(): Promise<Record<string, number>> {
   const N = 4096, K = 4096;
   const W = random(N * K, 1, 0.02);
-  const runs: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    const t = performance.now();
-    quantizeRtn(W, N, K, { bits: 4, groupSize: 128, sym: false, rule: "gptq" });
-    if (i > 0) runs.push((performance.now() - t) / 1000);
-  }
-  return { weights: N * K, seconds: median(runs), weightsPerSecond: (N * K) / median(runs) };
+  const spec = { bits: 4 as const, groupSize: 128, sym: false, rule: "gptq" as const };
+  const time = async (f: () => unknown) => {
+    const runs: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const t = performance.now();
+      await f();
+      if (i > 0) runs.push((performance.now() - t) / 1000);
+    }
+    return median(runs);
+  };
+  const kernel = await time(() => quantizeRtnFast(W, N, K, spec));
+  const js = await time(() => quantizeRtn(W, N, K, spec));
+  return { weights: N * K, seconds: kernel, weightsPerSecond: (N * K) / kernel, jsWeightsPerSecond: (N * K) / js, kernelOverJs: js / kernel };
 }
 
 async function benchGptq(math: OrtMath): Promise<Record<string, number>> {
@@ -188,7 +198,7 @@ async function main(): Promise<void> {
   const threads = values.threads ? Number(values.threads) : undefined;
   const out: Record<string, unknown> = { threads: threads ?? "ORT default" };
   process.stderr.write("RTN...\n");
-  out.rtn = benchRtn();
+  out.rtn = await benchRtn();
   const math = new OrtMath(threads);
   if (!values["skip-gptq"]) {
     process.stderr.write("GPTQ 4096×4096, 128×512 tokens...\n");

@@ -5,7 +5,7 @@ import { roundToF16 } from "../lib/tensor/half.js";
 import {
   AWQ_ORDER, packAwq, packGgml, packGptq, packMatMulNBits, unpackAwq, unpackGgml, unpackGptq, unpackMatMulNBits,
 } from "../lib/quant/pack.js";
-import { FakeQuantizer } from "../lib/quant/fake-quant.js";
+import { RtnKernel, quantizeRtnFast } from "../lib/quant/rtn-kernel.js";
 import { type Bits, type QuantizedMatrix, assertFinite, dequantize, fakeQuantizeRtn, quantizationError, quantizeRtn, relativeError, roundHalfEven } from "../lib/quant/quantizer.js";
 import { reorderActOrder } from "../lib/quant/weight-source.js";
 
@@ -72,29 +72,41 @@ describe("quantizer (SPEC §4)", () => {
     }
   });
 
-  it("FakeQuantizer (WebAssembly, AWQ's searches) equals dequantize(quantizeRtn(·)) bit for bit: plain, scaled, clipped; 1–3 threads", async () => {
+  it("RtnKernel.dequantized (WebAssembly, AWQ's searches) equals dequantize(quantizeRtn(·)) bit for bit: plain, scaled, clipped; 1–3 threads", async () => {
     const N = 70, K = 192;
     const w = randomWeight(N, K, 12);
     const c = Float32Array.from({ length: K }, (_, k) => 0.25 + ((k * 37) % 17) / 8);
     for (const bits of [2, 3, 4, 8] as Bits[]) for (const groupSize of [-1, 32, 64]) for (const threads of [1, 2, 3]) {
       const spec = { bits, groupSize, sym: false, rule: "minmax" as const };
       const G = groupSize === -1 ? K : groupSize, ng = K / G;
-      const fq = FakeQuantizer.create(w, N, K, bits, groupSize, threads)!;
+      const fq = RtnKernel.create(w, N, K, groupSize, "dequantized", threads)!;
       try {
         const label = `${bits}-bit g${groupSize}, ${threads} thread(s)`;
-        assert.deepEqual(await fq.run(new Float32Array(N * K)), dequantize(quantizeRtn(w, N, K, spec)), `plain, ${label}`);
+        assert.deepEqual(await fq.dequantized(new Float32Array(N * K), bits), dequantize(quantizeRtn(w, N, K, spec)), `plain, ${label}`);
         const ws = Float32Array.from(w, (x, i) => x * c[i % K]);
         const scaled = Float32Array.from(dequantize(quantizeRtn(ws, N, K, spec)), (x, i) => x / c[i % K]);
-        assert.deepEqual(await fq.run(new Float32Array(N * K), { c }), scaled, `scaled, ${label}`);
+        assert.deepEqual(await fq.dequantized(new Float32Array(N * K), bits, { c }), scaled, `scaled, ${label}`);
         // clipped to ±m per (row, group): the clamp written out, then quantized
         const clip = Float32Array.from({ length: N * ng }, (_, i) => Math.fround(0.002 + ((i * 13) % 7) * 0.004));
         const wc = Float32Array.from(w, (x, i) => { const m = clip[Math.floor(i / K) * ng + Math.floor((i % K) / G)]; return x > m ? m : x < -m ? -m : x; });
-        assert.deepEqual(await fq.run(new Float32Array(N * K), { clip }), dequantize(quantizeRtn(wc, N, K, spec)), `clipped, ${label}`);
+        assert.deepEqual(await fq.dequantized(new Float32Array(N * K), bits, { clip }), dequantize(quantizeRtn(wc, N, K, spec)), `clipped, ${label}`);
       } finally {
         fq.release();
       }
     }
-    assert.equal(FakeQuantizer.create(w, N, K, 4, 6), undefined, "groups of 6 weights are left to fakeQuantizeRtn");
+    assert.equal(RtnKernel.create(w, N, K, 6, "dequantized"), undefined, "groups of 6 weights are left to fakeQuantizeRtn");
+  });
+
+  it("quantizeRtnFast (WebAssembly) equals quantizeRtn: codes, scales, zeros, for both rules, sym and asym, 1–3 threads", async () => {
+    const N = 70, K = 192;
+    const w = randomWeight(N, K, 13);
+    w[5] = 0; w[K + 3] = -0; // zero and negative zero in a group
+    for (const bits of [2, 3, 4, 8] as Bits[]) for (const groupSize of [-1, 32, 64, 6]) for (const sym of [true, false]) for (const rule of ["gptq", "minmax"] as const) for (const threads of [1, 2, 3]) {
+      if (rule === "minmax" && sym) continue;
+      const spec = { bits, groupSize, sym, rule };
+      // group 6 is not a multiple of 4 weights: the JavaScript path, same result
+      assert.deepEqual(await quantizeRtnFast(w, N, K, spec, threads), quantizeRtn(w, N, K, spec), `${bits}-bit g${groupSize} ${sym ? "sym" : "asym"} ${rule}, ${threads} thread(s)`);
+    }
   });
 
   it("assertFinite names the first NaN/±Inf and its index; finite weights pass", () => {

@@ -1,7 +1,7 @@
 /** AWQ (SPEC §6.2): activation-aware per-channel scale search over a 20-point grid per scaling group
  * (duo scaling, as AutoAWQ), and the clipping search; quantization is min-max asymmetric (§4.1). The
  * caller supplies the forward that measures a candidate's output error (a layer run on ORT). */
-import { FakeQuantizer } from "./fake-quant.js";
+import { RtnKernel } from "./rtn-kernel.js";
 import type { OrtMath } from "./ort-math.js";
 import { type Bits, fakeQuantizeRtn } from "./quantizer.js";
 
@@ -81,7 +81,7 @@ export async function searchScales(
   const G = groupSize === -1 ? K : groupSize;
   const wMean = weightMeanColumns(linears, K, G);
   // the candidates on the WebAssembly kernel where it takes the shape (same values as pseudoQuantScaled)
-  const fqs = linears.map(({ W, N }) => FakeQuantizer.create(W, N, K, bits, groupSize));
+  const fqs = linears.map(({ W, N }) => RtnKernel.create(W, N, K, groupSize, "dequantized"));
   const cands = linears.map(({ N }) => new Float32Array(N * K));
   let best: ScaleSearchResult | undefined;
   try {
@@ -90,7 +90,7 @@ export async function searchScales(
       const s = candidateScales(xMean, wMean, ratio);
       for (let j = 0; j < linears.length; j++) {
         const { W, N } = linears[j];
-        if (fqs[j]) await fqs[j]!.run(cands[j], { c: s });
+        if (fqs[j]) await fqs[j]!.dequantized(cands[j], bits, { c: s });
         else fakeQuantizeRtn(W, N, K, { bits, groupSize, sym: false, rule: "minmax" }, cands[j], s);
       }
       const loss = await lossOf(cands);
@@ -148,12 +148,12 @@ export async function clipSearch(W: Float32Array, N: number, K: number, x: Float
   const bestMax = Float32Array.from(orgMax);
   const candidate = new Float32Array(N * K), clip = new Float32Array(N * ng);
   // the candidates on the WebAssembly kernel where it takes the shape (same values as the clamp below)
-  const fq = FakeQuantizer.create(W, N, K, bits, G);
+  const fq = RtnKernel.create(W, N, K, G, "dequantized");
   try {
     for (let i = 0; i < N_GRID / 2; i++) {
       const f = 1 - i / N_GRID;
       for (let c = 0; c < N * ng; c++) clip[c] = orgMax[c] * f;
-      if (fq) await fq.run(candidate, { clip });
+      if (fq) await fq.dequantized(candidate, bits, { clip });
       else {
         for (let n = 0; n < N; n++) for (let g = 0; g < ng; g++) {
           const mv = clip[n * ng + g];

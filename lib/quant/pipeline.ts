@@ -16,7 +16,8 @@ import { calibrationWindows, readCalibrationText } from "./calibration.js";
 import { type Format, type Method, checkCombination, moduleMisfit } from "./formats.js";
 import { HessianAccumulator, gptqQuantize } from "./gptq.js";
 import { OrtMath } from "./ort-math.js";
-import { type Bits, type QuantRule, type QuantizedMatrix, assertFinite, dequantize, quantizationError, quantizeRtn, relativeError } from "./quantizer.js";
+import { type Bits, type QuantRule, type QuantizedMatrix, assertFinite, dequantize, quantizationError, relativeError } from "./quantizer.js";
+import { quantizeRtnFast } from "./rtn-kernel.js";
 import { type ModuleReport, QuantReport, type SkippedModule } from "./report.js";
 import { writeArtifact } from "./writers.js";
 
@@ -154,7 +155,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
         const t = performance.now();
         const [N, K] = linearShape(cfg, module);
         const W = (await model.read(weightName(module))).toF32();
-        const q = quantizeRtn(W, N, K, { bits, groupSize: opts.groupSize, sym, rule });
+        const q = await quantizeRtnFast(W, N, K, { bits, groupSize: opts.groupSize, sym, rule });
         qm.quantized.set(module, q);
         reports.push({ module, shape: [N, K], bits, groupSize: q.groupSize, relError: quantizationError(W, q), loss: null, seconds: (performance.now() - t) / 1000 });
         progress(++done, planned.length, `${module} ${reports[reports.length - 1].seconds.toFixed(3)} s`);
@@ -385,7 +386,7 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
       const [n, K] = linearShape(cfg, m);
       const before = Float32Array.from(w);
       if (!/(^|\.)(q_|k_)/.test(m)) await clipSearch(w, n, K, acts[inputOfModule.get(m)!], T, qm.bits, qm.groupSize, math);
-      const q = quantizeRtn(w, n, K, { bits: qm.bits, groupSize: qm.groupSize, sym: false, rule: "minmax" });
+      const q = await quantizeRtnFast(w, n, K, { bits: qm.bits, groupSize: qm.groupSize, sym: false, rule: "minmax" });
       qm.quantized.set(full, q);
       reports.push({ module: full, shape: [n, K], bits: qm.bits, groupSize: q.groupSize, relError: quantizationError(before, q), loss: lossOf.get(m) ?? null, seconds: (performance.now() - t) / 1000 });
       progress(reports.length, planned.size, `${full} ${reports[reports.length - 1].seconds.toFixed(3)} s`);

@@ -114,6 +114,12 @@ export function borrowPool(threads = defaultThreads()): WasmPool {
   return i >= 0 ? idle.splice(i, 1)[0] : new WasmPool(threads);
 }
 
+/** Idle pools kept, and the largest memory one may keep (a WebAssembly memory never shrinks): a pool that
+ * held an lm_head-sized weight is dropped rather than kept for the next small one. */
+const MAX_IDLE = 2;
+const MAX_IDLE_BYTES = 512 * 2 ** 20;
+
 export function returnPool(pool: WasmPool): void {
-  idle.push(pool);
+  if (idle.length < MAX_IDLE && pool.memory.buffer.byteLength <= MAX_IDLE_BYTES) idle.push(pool);
+  else void pool.close();
 }

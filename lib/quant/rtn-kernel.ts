@@ -90,6 +90,8 @@ function passFunc(pass: Pass, variant: Variant): FuncDef {
 const align = (n: number) => Math.ceil(n / 64) * 64;
 /** rows per thread at least */
 const MIN_ROWS = 16;
+/** the weight and its product in one memory, below the 4 GiB limit */
+const MAX_BYTES = 3 * 2 ** 30;
 
 export class RtnKernel {
   private readonly ng: number;
@@ -108,10 +110,11 @@ export class RtnKernel {
   }
 
   /** A kernel holding W (N×K) in groups of `groupSize` for one product, or undefined where it does not take
-   * the shape (groups not a multiple of 4 weights, or not dividing K): `quantizeRtn`/`fakeQuantizeRtn` then. */
+   * the shape (groups not a multiple of 4 weights, or not dividing K; a weight whose copies would not fit
+   * the 32-bit memory): `quantizeRtn`/`fakeQuantizeRtn` then. */
   static create(W: Float32Array, N: number, K: number, groupSize: number, product: "codes" | "dequantized", threads?: number): RtnKernel | undefined {
     const G = effectiveGroupSize(K, groupSize);
-    if (G % 4 !== 0 || K % G !== 0 || N === 0) return undefined;
+    if (G % 4 !== 0 || K % G !== 0 || N === 0 || (product === "codes" ? 5 : 8) * N * K > MAX_BYTES) return undefined;
     return new RtnKernel(borrowPool(threads), W, N, K, G, product);
   }
 

@@ -65,14 +65,16 @@ describe("DecoderLayerRunner (layer-wise calibration)", () => {
       const batch = await r.run(0, both, 7);
       const single = await r.run(0, r.embed(ids2), 7);
       for (let i = 0; i < single.out.length; i++) assert.ok(Math.abs(batch.out[7 * 64 + i] - single.out[i]) < 1e-5);
-      // the layer's parts alone (AWQ's searches): attention() is run()'s oIn; mlp() is down_proj of run()'s
+      // the layer's parts alone (GPTQ's captures, AWQ's searches): activation() equals run()'s; mlp() is down_proj of run()'s
       // downIn, computed here in float64 — both with a replaced weight
       const q0 = "model.layers.0.self_attn.q_proj.weight", up0 = "model.layers.0.mlp.up_proj.weight";
       const rep = new Map([["self_attn.q_proj", Float32Array.from(tensors.get(q0)!.data as Float32Array, (x) => -x)], ["mlp.up_proj", Float32Array.from(tensors.get(up0)!.data as Float32Array, (x) => 2 * x)]]);
       const whole = await r.run(0, both, 7, rep);
-      const att = await r.attention(0, both, 7, rep);
-      assert.equal(att.length, whole.oIn.length);
-      for (let i = 0; i < att.length; i++) assert.ok(Math.abs(att[i] - whole.oIn[i]) < 1e-5);
+      for (const name of ["attnIn", "oIn", "mlpIn", "downIn", "out"] as const) {
+        const one = await r.activation(name, 0, both, 7, rep);
+        assert.equal(one.length, whole[name].length, name);
+        for (let i = 0; i < one.length; i++) assert.ok(Math.abs(one[i] - whole[name][i]) < 1e-5, `${name}[${i}]`);
+      }
       const y = await r.mlp(0, whole.mlpIn, rep);
       const wd = tensors.get("model.layers.0.mlp.down_proj.weight")!.data as Float32Array;
       for (let t = 0; t < 14; t++) for (let n = 0; n < 64; n++) {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import onnxProto from "onnx-proto";
 import { GraphBuilder } from "../lib/engine/onnx-builder.js";
 import { createSession, ort } from "../lib/engine/session.js";
 
@@ -25,6 +26,25 @@ describe("onnx builder + session", () => {
         for (let k = 0; k < r; k++) acc += 2 * B[i * r + k] * A[k * n + j];
         assert.ok(Math.abs(Y[i * n + j] - acc) < 1e-5, `Y[${i},${j}]`);
       }
+    await s.release();
+  });
+
+  it("prune keeps only what the outputs depend on: nodes, inputs and initializers of the other branch go", async () => {
+    const g = new GraphBuilder("branches");
+    g.input("x", "F32", [2]);
+    g.input("unused", "F32", [2]);
+    const kept = g.op("Mul", ["x", g.constF32([3], [])]);
+    g.op("Add", [g.op("Mul", ["unused", g.constF32([5], [])]), "x"]); // a dead branch
+    g.node("Neg", [kept], ["y"]);
+    g.output("y", "F32", [2]);
+    g.prune();
+    const s = await createSession(g.toBytes());
+    assert.deepEqual(s.inputNames, ["x"]);
+    const y = (await s.run({ x: new ort.Tensor("float32", Float32Array.from([1, -2]), [2]) })).y.data as Float32Array;
+    assert.deepEqual(Array.from(y), [-3, 6]);
+    const model = onnxProto.onnx.ModelProto.decode(g.toBytes());
+    assert.deepEqual(model.graph!.node!.map((n) => n.opType), ["Mul", "Neg"]);
+    assert.equal(model.graph!.initializer!.length, 1);
     await s.release();
   });
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HessianAccumulator, gptqQuantize } from "../lib/quant/gptq.js";
+import { HessianAccumulator, gptqQuantize, prepareHessian } from "../lib/quant/gptq.js";
 import { upperCholeskyOfInverse } from "../lib/quant/linalg.js";
 import { OrtMath } from "../lib/quant/ort-math.js";
 import { dequantize, quantizeRtn, roundHalfEven } from "../lib/quant/quantizer.js";
@@ -162,9 +162,10 @@ describe("GPTQ (SPEC §5)", function () {
   it("Hessian = 2/n Σ XᵀX (JS path, and ORT upper blocks mirrored, agree with float64)", async () => {
     const K = 96, T = 300;
     const x = inputs(T, K, 2);
-    for (const split of [1, 3]) {
-      // split 1: 300·96² ≥ 2^20 → ORT with 40-wide blocks (3 blocks, one partial); split 3: JS
-      const acc = new HessianAccumulator(K, 40);
+    for (const split of [1, 2, 3]) {
+      // split 1: 300·96² ≥ 2^20 → ORT with 40-wide blocks (3 blocks, one partial); split 2: two ORT runs
+      // (a buffer too small to hold either: the first run's blocks copied, the second's added); split 3: JS
+      const acc = new HessianAccumulator(K, 40, split === 2 ? K * 200 : undefined);
       const per = T / split;
       for (let b = 0; b < split; b++) await acc.add(math, x.subarray(b * per * K, (b + 1) * per * K), per, 2);
       const H = await acc.finish(math);
@@ -274,6 +275,28 @@ describe("GPTQ (SPEC §5)", function () {
       assert.ok(outputError(x, T, K, W, dequantize(res.q), N) < outputError(x, T, K, W, rtn, N));
     });
   }
+
+  it("one prepared Hessian (dead input, act-order, damping) serves several linears with the result each gets alone", async () => {
+    const K = 96, T = 400;
+    const x = inputs(T, K, 15);
+    for (let t = 0; t < T; t++) x[t * K + 7] = 0; // a dead input
+    const acc = new HessianAccumulator(K);
+    await acc.add(math, x, T, 4);
+    const H = await acc.finish(math);
+    const opts = { bits: 4 as const, groupSize: 32, sym: false, damp: 0.01, descAct: true, staticGroups: false };
+    const shared = await prepareHessian(math, Float32Array.from(H), K, opts);
+    assert.deepEqual(shared.dead, [7]);
+    for (const [N, seed] of [[24, 16], [40, 17]]) {
+      const W = weights(N, K, seed);
+      const alone = await gptqQuantize(math, W, N, K, Float32Array.from(H), opts);
+      const withShared = await gptqQuantize(math, W, N, K, shared, opts);
+      assert.deepEqual(withShared.q.codes, alone.q.codes);
+      assert.deepEqual(withShared.q.gIdx, alone.q.gIdx);
+      assert.equal(withShared.loss, alone.loss);
+      const wh = dequantize(withShared.q);
+      for (let n = 0; n < N; n++) assert.equal(wh[n * K + 7], 0);
+    }
+  });
 
   it("raises damping when the Hessian is singular instead of failing", async () => {
     const N = 8, K = 64;

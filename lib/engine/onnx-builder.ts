@@ -87,6 +87,22 @@ export class GraphBuilder {
     return this.node(opType, inputs, 1, attrs, domain)[0];
   }
 
+  /** Drops the nodes that no graph output depends on, and the inputs and initializers only they read:
+   * ONNX Runtime runs every node of a graph, whichever outputs a run fetches. */
+  prune(): void {
+    const needed = new Set(this.outputs.map((o) => o.name!));
+    const keep = this.nodes.map(() => false);
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      if (!this.nodes[i].output!.some((o) => needed.has(o))) continue;
+      keep[i] = true;
+      for (const x of this.nodes[i].input!) if (x) needed.add(x);
+    }
+    const filterInPlace = <T>(xs: T[], ok: (x: T, i: number) => boolean) => xs.splice(0, xs.length, ...xs.filter(ok));
+    filterInPlace(this.nodes, (_, i) => keep[i]);
+    filterInPlace(this.inputs, (x) => needed.has(x.name!));
+    filterInPlace(this.initializers, (x) => needed.has(x.name!));
+  }
+
   /** Serializes the model. `opset` is the default-domain opset; com.microsoft v1 is always imported. */
   toBytes(opset = 17): Uint8Array {
     const model = onnx.ModelProto.create({

@@ -27,7 +27,7 @@ import type { ModelConfig } from "../io/hf-config.js";
 import { ModelDir } from "../io/model-dir.js";
 import { Tensor } from "../tensor/tensor.js";
 import { checkArchitecture, layerLinears, linearShape } from "./architecture.js";
-import { type Emit, emitAttention, emitAttnContext, emitDecoderLayer, emitLinear, emitMlp, emitRmsNorm } from "./graph.js";
+import { type Emit, emitAttnContext, emitDecoderLayer, emitLinear, emitMlp, emitRmsNorm } from "./graph.js";
 import { ExternalPlacer, InlinePlacer, InputPlacer, type TensorPlacer, asGraphTensor } from "./initializers.js";
 import { DenseWeightSource, type DenseLinear, type WeightSource } from "./weights.js";
 
@@ -58,8 +58,9 @@ export class DecoderLayerRunner {
   private cachedLayer = -1;
   private cachedFeeds: Record<string, ort.Tensor> = {};
   private head?: ort.InferenceSession;
-  /** graphs of one part of the layer (ORT runs every node of a graph, whichever outputs are fetched) */
-  private parts: { attention?: Promise<ort.InferenceSession>; mlp?: Promise<ort.InferenceSession> } = {};
+  /** graphs of one activation of the layer (pruned to what it depends on: ORT runs every node of a graph,
+   * whichever outputs are fetched), and of the MLP alone */
+  private parts = new Map<string, Promise<ort.InferenceSession>>();
 
   private constructor(
     readonly source: WeightSource,
@@ -80,10 +81,9 @@ export class DecoderLayerRunner {
     checkArchitecture(cfg, source.description);
     const { g, e, h, ctx, placer } = layerGraph(source, opts);
     const v = await emitDecoderLayer(e, 0, h, ctx);
-    const dims = { attnIn: cfg.hiddenSize, oIn: cfg.numHeads * cfg.headDim, mlpIn: cfg.hiddenSize, downIn: cfg.intermediateSize, out: cfg.hiddenSize };
     for (const name of OUTPUTS) {
       g.node("Identity", [v[name]], [name]);
-      g.output(name, "F32", ["tokens", dims[name]]);
+      g.output(name, "F32", ["tokens", activationWidth(cfg, name)]);
     }
     const session = await createSession(g.toBytes(), { spinning: false, ...opts });
     const weightInputs = new Map([...placer.inputs].map(([key, name]) => [key, name.replace(LAYER_PREFIX, "")]));
@@ -131,26 +131,33 @@ export class DecoderLayerRunner {
     return feeds;
   }
 
-  /** Only the attention of layer `layer` (q/k/v and attention; what o_proj reads, [tokens × heads·head_dim]):
-   * the `oIn` of `run` without computing the rest of the layer. */
-  async attention(layer: number, hidden: Float32Array, seqLen: number, replace?: Map<string, Float32Array>): Promise<Float32Array> {
-    this.parts.attention ??= (async () => {
-      const { g, e, h, ctx } = layerGraph(this.source, this.opts);
-      const { oIn } = await emitAttention(e, 0, h, ctx);
-      g.node("Identity", [oIn], ["oIn"]);
-      g.output("oIn", "F32", ["tokens", this.config.numHeads * this.config.headDim]);
-      return createSession(g.toBytes(), { spinning: false, ...this.opts });
-    })();
-    const session = await this.parts.attention;
+  /** One activation of `run`, computing only what it depends on: `attnIn` is the input norm alone, `oIn` the
+   * attention, `mlpIn` stops before the MLP, `downIn` before down_proj. */
+  async activation(name: keyof LayerActivations, layer: number, hidden: Float32Array, seqLen: number, replace?: Map<string, Float32Array>): Promise<Float32Array> {
+    let part = this.parts.get(name);
+    if (!part) {
+      part = (async () => {
+        const { g, e, h, ctx } = layerGraph(this.source, this.opts);
+        const v = await emitDecoderLayer(e, 0, h, ctx);
+        g.node("Identity", [v[name]], [name]);
+        g.output(name, "F32", ["tokens", activationWidth(this.config, name)]);
+        g.prune();
+        return createSession(g.toBytes(), { spinning: false, ...this.opts });
+      })();
+      this.parts.set(name, part);
+    }
+    const session = await part;
     const res = await session.run(await this.feeds(session, layer, hidden, seqLen, replace));
-    return f32(res.oIn);
+    return f32(res[name]);
   }
 
   /** Only the MLP of layer `layer` on x (post_attention_layernorm outputs, [tokens × hidden]):
    * down_proj(silu(gate_proj(x))·up_proj(x)), without the residual. */
   async mlp(layer: number, x: Float32Array, replace?: Map<string, Float32Array>): Promise<Float32Array> {
     const d = this.config.hiddenSize;
-    this.parts.mlp ??= (async () => {
+    let part = this.parts.get("mlp");
+    if (!part) {
+      part = (async () => {
       const g = new GraphBuilder("decoder_mlp");
       const placer = new InputPlacer(g, (name) => name.replace(LAYER_PREFIX, "layer."));
       const e: Emit = { g, placer, cfg: this.config, tensor: (n) => this.source.tensor(n), linear: (m) => denseLinear(this.source, m), fused: this.opts.fused ?? true };
@@ -158,8 +165,10 @@ export class DecoderLayerRunner {
       g.node("Identity", [out], ["y"]);
       g.output("y", "F32", ["tokens", d]);
       return createSession(g.toBytes(), { spinning: false, ...this.opts });
-    })();
-    const session = await this.parts.mlp;
+      })();
+      this.parts.set("mlp", part);
+    }
+    const session = await part;
     if (x.length % d !== 0) throw new LoralabError(`mlp input has ${x.length} values, not a multiple of hidden ${d}`);
     const res = await session.run(await this.feeds(session, layer, undefined, 1, replace, { x: new ort.Tensor("float32", x, [x.length / d, d]) }));
     return f32(res.y);
@@ -227,9 +236,14 @@ export class DecoderLayerRunner {
   async release(): Promise<void> {
     await this.session.release();
     await this.head?.release();
-    for (const s of [this.parts.attention, this.parts.mlp]) await (await s)?.release();
-    this.parts = {};
+    for (const s of this.parts.values()) await (await s).release();
+    this.parts.clear();
   }
+}
+
+/** Values per token of each activation. */
+function activationWidth(cfg: ModelConfig, name: keyof LayerActivations): number {
+  return { attnIn: cfg.hiddenSize, oIn: cfg.numHeads * cfg.headDim, mlpIn: cfg.hiddenSize, downIn: cfg.intermediateSize, out: cfg.hiddenSize }[name];
 }
 
 /** A graph with the layer's input `hidden` [batch, seq, hidden], its attention context (RoPE tables, causal

@@ -6,7 +6,7 @@ import { LoralabError } from "../errors.js";
 import { type Bits, type QuantizedMatrix, checkSpec, groupParams } from "./quantizer.js";
 import { GptqColumns } from "./gptq-kernel.js";
 import { NotPositiveDefinite, upperCholeskyOfInverse } from "./linalg.js";
-import { type Mat, type OrtMath } from "./ort-math.js";
+import type { OrtMath } from "./ort-math.js";
 
 export interface GptqOptions {
   bits: Bits;
@@ -42,6 +42,8 @@ export interface GptqResult {
 export class HessianAccumulator {
   readonly sum: Float32Array;
   samples = 0;
+  /** whether `sum` holds anything yet (the first ORT run's blocks are copied into it, not added) */
+  private filled = false;
   private buf: Float32Array | undefined;
   private buffered = 0;
 
@@ -83,7 +85,7 @@ export class HessianAccumulator {
   async finish(math: OrtMath): Promise<Float32Array> {
     await this.flush(math);
     this.buf = undefined;
-    return this.hessian();
+    return this.hessian(math);
   }
 
   private async accumulate(math: OrtMath, x: Float32Array, tokens: number): Promise<void> {
@@ -102,44 +104,95 @@ export class HessianAccumulator {
     } else {
       const bs = Math.min(this.blockSize, K);
       const blocks = await math.gramUpper(x.length === tokens * K ? x : x.subarray(0, tokens * K), tokens, K, bs);
+      const first = !this.filled; // the first run's blocks are copied, later ones added
       for (const [key, m] of blocks) {
         const [bi, bj] = key.split(",").map(Number);
         const r0 = bi * bs, c0 = bj * bs;
         for (let r = 0; r < m.rows; r++) {
           const o = (r0 + r) * K + c0, src = r * m.cols;
-          for (let c = 0; c < m.cols; c++) s[o + c] += m.data[src + c];
+          if (first) s.set(m.data.subarray(src, src + m.cols), o);
+          else for (let c = 0; c < m.cols; c++) s[o + c] += m.data[src + c];
         }
       }
     }
+    this.filled = true;
   }
 
-  /** The Hessian (a fresh array; the lower triangle mirrored from the upper). Call `finish()` when
-   * batches may be buffered. */
-  hessian(): Float32Array {
-    const K = this.K;
-    if (this.buffered > 0) throw new LoralabError("HessianAccumulator: buffered calibration rows not flushed (use finish())");
+  /** The Hessian (a fresh array): the upper triangle of the sum, scaled, and its mirror below, taken
+   * row by row from the transposed sum (ORT's blocked transpose; mirroring element by element goes down
+   * columns and misses the cache). */
+  private async hessian(math: OrtMath): Promise<Float32Array> {
+    const K = this.K, sum = this.sum;
     const f = this.samples > 0 ? 2 / this.samples : 0;
-    const H = new Float32Array(K * K);
-    const T = 64; // in tiles: the mirrored writes go down columns, which per element would miss the cache
-    for (let i0 = 0; i0 < K; i0 += T) {
-      for (let j0 = i0; j0 < K; j0 += T) {
-        const i1 = Math.min(K, i0 + T), j1 = Math.min(K, j0 + T);
-        for (let i = i0; i < i1; i++) {
-          for (let j = Math.max(i, j0); j < j1; j++) {
-            const v = this.sum[i * K + j] * f;
-            H[i * K + j] = v;
-            H[j * K + i] = v;
-          }
-        }
-      }
+    const T = await math.transpose(sum, K, K);
+    for (let i = 0; i < K; i++) {
+      const o = i * K;
+      for (let j = 0; j < i; j++) T[o + j] *= f;
+      for (let j = i; j < K; j++) T[o + j] = sum[o + j] * f;
     }
-    return H;
+    return T;
   }
 }
 
-/** Quantizes an (N×K) float32 weight with GPTQ given its Hessian (K×K, modified in place). */
-export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K: number, H: Float32Array, opts: GptqOptions): Promise<GptqResult> {
+/** What fasterquant takes from the Hessian alone, the same for every linear reading one input (q/k/v,
+ * gate/up): the dead inputs, the act-order permutation and GPTQ's inverse factor of the damped Hessian. */
+export interface GptqHessian {
+  K: number;
+  /** inputs whose Hessian diagonal is 0 (their weight columns are zeroed) */
+  dead: number[];
+  /** column order (descending Hessian diagonal with act-order, else identity) */
+  perm: Int32Array;
+  /** chol_upper(H⁻¹) of the permuted, damped Hessian (K×K) */
+  Hi: Float32Array;
+  /** the damping that succeeded */
+  damp: number;
+  seconds: number;
+}
+
+/** Dead inputs, act-order and the damped inverse factor of H (K×K, modified in place), with damping raised
+ * while the factorization fails (GPTQModel's damp_auto_increment). */
+export async function prepareHessian(math: OrtMath, H: Float32Array, K: number, opts: Pick<GptqOptions, "damp" | "descAct" | "dampAutoIncrement">): Promise<GptqHessian> {
+  const t0 = performance.now();
+  const dead: number[] = [];
+  for (let i = 0; i < K; i++) {
+    if (H[i * K + i] === 0) {
+      H[i * K + i] = 1;
+      dead.push(i);
+    }
+  }
+  // act-order: process columns by descending Hessian diagonal
+  const perm = Int32Array.from({ length: K }, (_, i) => i);
+  let Hp = H;
+  if (opts.descAct) {
+    perm.sort((a, b) => H[b * K + b] - H[a * K + a] || a - b);
+    Hp = new Float32Array(K * K);
+    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) Hp[i * K + j] = H[perm[i] * K + perm[j]];
+  }
+  let meanDiag = 0;
+  for (let i = 0; i < K; i++) meanDiag += Hp[i * K + i];
+  meanDiag /= K;
+  const increment = opts.dampAutoIncrement ?? 0.0025;
+  let damp = opts.damp;
+  const base = Float32Array.from({ length: K }, (_, i) => Hp[i * K + i]);
+  for (;;) {
+    for (let i = 0; i < K; i++) Hp[i * K + i] = base[i] + damp * meanDiag;
+    try {
+      const Hi = (await upperCholeskyOfInverse(math, { data: Hp, rows: K, cols: K })).data;
+      return { K, dead, perm, Hi, damp, seconds: (performance.now() - t0) / 1000 };
+    } catch (e) {
+      if (!(e instanceof NotPositiveDefinite)) throw e;
+      damp += increment;
+      if (!(increment > 0) || damp >= 1) throw new LoralabError(`GPTQ: the Hessian stays singular even with damp_percent ${damp.toFixed(4)} (too few or degenerate calibration inputs?)`);
+    }
+  }
+}
+
+/** Quantizes an (N×K) float32 weight with GPTQ given its Hessian (K×K, modified in place) or what
+ * `prepareHessian` made of it (shared by the linears of one input; `opts.damp`/`descAct` then come from it). */
+export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K: number, H: Float32Array | GptqHessian, opts: GptqOptions): Promise<GptqResult> {
   checkSpec({ bits: opts.bits, groupSize: opts.groupSize, sym: opts.sym, rule: "gptq" });
+  const prepared = H instanceof Float32Array ? await prepareHessian(math, H, K, opts) : H;
+  if (prepared.K !== K) throw new Error(`internal: a Hessian of ${prepared.K} inputs for a linear of ${K}`);
   const bits = opts.bits;
   const maxq = (1 << bits) - 1;
   const G = opts.groupSize === -1 ? K : opts.groupSize;
@@ -170,54 +223,21 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
   // Wt: column i of W as a contiguous row (K × N)
   const Wt = await math.transpose(W, N, K);
 
-  // dead inputs
-  for (let i = 0; i < K; i++) {
-    if (H[i * K + i] === 0) {
-      H[i * K + i] = 1;
-      Wt.fill(0, i * N, (i + 1) * N);
-    }
-  }
-
-  // act-order: process columns by descending Hessian diagonal
-  const perm = Int32Array.from({ length: K }, (_, i) => i);
-  let Hp = H;
+  const { dead, perm, Hi, damp } = prepared;
+  for (const i of dead) Wt.fill(0, i * N, (i + 1) * N);
   let Wp = Wt;
-  if (opts.descAct) {
-    perm.sort((a, b) => H[b * K + b] - H[a * K + a] || a - b);
-    Hp = new Float32Array(K * K);
-    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) Hp[i * K + j] = H[perm[i] * K + perm[j]];
+  if (perm.some((p, i) => p !== i)) {
     Wp = new Float32Array(K * N);
     for (let i = 0; i < K; i++) Wp.set(Wt.subarray(perm[i] * N, (perm[i] + 1) * N), i * N);
   }
-
-  // damping, increased while the factorization fails (GPTQModel's damp_auto_increment)
-  let meanDiag = 0;
-  for (let i = 0; i < K; i++) meanDiag += Hp[i * K + i];
-  meanDiag /= K;
-  const increment = opts.dampAutoIncrement ?? 0.0025;
-  let damp = opts.damp;
-  let Hinv: Mat | undefined;
-  const timings = { hinv: 0, columns: 0, updates: 0 };
+  // the inverse factor is timed where it was computed (once per input)
+  const timings = { hinv: H instanceof Float32Array ? prepared.seconds : 0, columns: 0, updates: 0 };
   let tic = performance.now();
   const toc = (k: keyof typeof timings) => {
     const now = performance.now();
     timings[k] += (now - tic) / 1000;
     tic = now;
   };
-  const base = Float32Array.from({ length: K }, (_, i) => Hp[i * K + i]);
-  for (;;) {
-    for (let i = 0; i < K; i++) Hp[i * K + i] = base[i] + damp * meanDiag;
-    try {
-      Hinv = await upperCholeskyOfInverse(math, { data: Hp, rows: K, cols: K });
-      break;
-    } catch (e) {
-      if (!(e instanceof NotPositiveDefinite)) throw e;
-      damp += increment;
-      if (!(increment > 0) || damp >= 1) throw new LoralabError(`GPTQ: the Hessian stays singular even with damp_percent ${damp.toFixed(4)} (too few or degenerate calibration inputs?)`);
-    }
-  }
-  const Hi = Hinv.data;
-  toc("hinv");
 
   const codesT = new Uint8Array(K * N); // row c = column c of the codes (contiguous writes)
   const gIdx = new Int32Array(K);

@@ -14,7 +14,7 @@ import { Tensor } from "../tensor/tensor.js";
 import { clipSearch, meanAbsColumns, searchScales } from "./awq.js";
 import { calibrationWindows, readCalibrationText } from "./calibration.js";
 import { type Format, type Method, checkCombination, moduleMisfit } from "./formats.js";
-import { HessianAccumulator, gptqQuantize } from "./gptq.js";
+import { type GptqHessian, HessianAccumulator, gptqQuantize, prepareHessian } from "./gptq.js";
 import { OrtMath } from "./ort-math.js";
 import { type Bits, type QuantRule, type QuantizedMatrix, assertFinite, dequantize, quantizationError, relativeError } from "./quantizer.js";
 import { quantizeRtnFast } from "./rtn-kernel.js";
@@ -200,15 +200,18 @@ function sequencesPerChunk(cfg: ModelConfig, seqLen: number): number {
   return Math.max(1, Math.floor((1 << 22) / (seqLen * Math.max(cfg.hiddenSize, cfg.intermediateSize))));
 }
 
-async function forEachChunk(runner: DecoderLayerRunner, l: number, hidden: Float32Array, seqLen: number, replace: Map<string, Float32Array>, use: (a: LayerActivations, seqs: number, offset: number) => Promise<void> | void): Promise<void> {
+/** Runs layer `l` over `hidden` a chunk of whole sequences at a time; `use` gets each chunk's activations:
+ * all of them, or only `only`, computed without the rest of the layer (GPTQ's true-sequential groups each
+ * need one: the input norm alone for q/k/v, the attention for o_proj, …). */
+async function forEachChunk(runner: DecoderLayerRunner, l: number, hidden: Float32Array, seqLen: number, replace: Map<string, Float32Array>, use: (a: Partial<LayerActivations>, seqs: number, offset: number) => Promise<void> | void, only?: keyof LayerActivations): Promise<void> {
   const cfg = runner.config;
   const d = cfg.hiddenSize;
   const total = hidden.length / (seqLen * d);
   const per = sequencesPerChunk(cfg, seqLen);
   for (let s = 0; s < total; s += per) {
     const n = Math.min(per, total - s);
-    const a = await runner.run(l, hidden.subarray(s * seqLen * d, (s + n) * seqLen * d), seqLen, replace);
-    await use(a, n, s);
+    const chunk = hidden.subarray(s * seqLen * d, (s + n) * seqLen * d);
+    await use(only ? { [only]: await runner.activation(only, l, chunk, seqLen, replace) } : await runner.run(l, chunk, seqLen, replace), n, s);
   }
 }
 
@@ -249,21 +252,24 @@ async function runGptq(qm: QuantizedModel, runner: DecoderLayerRunner, math: Ort
       const byInput = new Map<keyof LayerActivations, HessianAccumulator>();
       for (const m of modules) if (!byInput.has(inputOf.get(m)!)) byInput.set(inputOf.get(m)!, new HessianAccumulator(linearShape(cfg, m)[1]));
       const accs = new Map(modules.map((m) => [m, byInput.get(inputOf.get(m)!)!]));
+      const factors = new Map<HessianAccumulator, Promise<GptqHessian>>();
       await forEachChunk(runner, l, hidden, seqLen, replace, async (a, seqs) => {
         for (const [input, acc] of byInput) {
-          const x = a[input];
+          const x = a[input]!;
           await acc.add(math, x, x.length / acc.K, seqs);
         }
-      });
+      }, byInput.size === 1 ? [...byInput.keys()][0] : undefined);
       for (const m of modules) {
         throwIfAborted(opts.signal);
         const t = performance.now();
         const module = `model.layers.${l}.${m}`;
         const [N, K] = linearShape(cfg, m);
         const W = (await qm.model.read(`${module}.weight`)).toF32(true);
-        const res = await gptqQuantize(math, W, N, K, await accs.get(m)!.finish(math), {
-          bits: qm.bits, groupSize: qm.groupSize, sym: qm.sym, damp: qm.damp, descAct: qm.descAct, staticGroups: qm.staticGroups,
-        });
+        const gopts = { bits: qm.bits, groupSize: qm.groupSize, sym: qm.sym, damp: qm.damp, descAct: qm.descAct, staticGroups: qm.staticGroups };
+        // the inverse factor depends on the Hessian alone: once per input, not per linear (q/k/v, gate/up)
+        const acc = accs.get(m)!;
+        if (!factors.has(acc)) factors.set(acc, prepareHessian(math, await acc.finish(math), K, gopts));
+        const res = await gptqQuantize(math, W, N, K, await factors.get(acc)!, gopts);
         const deq = dequantize(res.q);
         replace.set(m, deq);
         qm.quantized.set(module, res.q);
@@ -273,7 +279,7 @@ async function runGptq(qm: QuantizedModel, runner: DecoderLayerRunner, math: Ort
     }
     // inputs of the next layer come from this layer with its quantized weights
     const next = new Float32Array(hidden.length);
-    await forEachChunk(runner, l, hidden, seqLen, replace, (a, _n, s) => next.set(a.out, s * seqLen * cfg.hiddenSize));
+    await forEachChunk(runner, l, hidden, seqLen, replace, (a, _n, s) => next.set(a.out!, s * seqLen * cfg.hiddenSize), "out");
     hidden = next;
     progress(reports.length, planned.size, `model.layers.${l} done`);
   }
@@ -301,7 +307,7 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
       downIn: new Float32Array(T * cfg.intermediateSize), out: new Float32Array(T * d),
     };
     await forEachChunk(runner, l, hidden, seqLen, new Map(), (a, n, s) => {
-      for (const k of Object.keys(acts) as (keyof LayerActivations)[]) acts[k].set(a[k], s * seqLen * (a[k].length / (n * seqLen)));
+      for (const k of Object.keys(acts) as (keyof LayerActivations)[]) acts[k].set(a[k]!, s * seqLen * (a[k]!.length / (n * seqLen)));
     });
     const weights = new Map<string, Float32Array>();
     for (const m of layerLinears(l)) weights.set(m.slice(p.length + 1), (await qm.model.read(`${m}.weight`)).toF32(true));
@@ -347,7 +353,7 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
         if (single) return mse((await linearOut(cands[0])).data, reference);
         const replace = new Map(group.modules.map((m, i) => [m, cands[i]]));
         if (group.input === "mlpIn") return mse(await mlpOut(replace), reference);
-        const oIn = await inSequenceChunks(runner, seqLen, hidden, d, oK, (x) => runner.attention(l, x, seqLen, replace));
+        const oIn = await inSequenceChunks(runner, seqLen, hidden, d, oK, (x) => runner.activation("oIn", l, x, seqLen, replace));
         return mse((await attnOut(oIn)).data, reference);
       });
       scalesOf.set(group, res.scales);

@@ -175,9 +175,19 @@ export function trivialGIdx(K: number, G: number): Int32Array {
 export function dequantize(q: QuantizedMatrix, out = new Float32Array(q.N * q.K)): Float32Array {
   const { N, K, codes, scales, zeros, gIdx } = q;
   const ng = q.scales.length / N;
+  const G = q.groupSize;
+  const contiguous = gIdx.every((g, k) => g === Math.floor(k / G));
   for (let n = 0; n < N; n++) {
     const row = n * K;
     const gRow = n * ng;
+    if (contiguous) {
+      // groups in order (no act-order): one scale and zero per run of G weights
+      for (let g = 0, k0 = 0; k0 < K; g++, k0 += G) {
+        const s = scales[gRow + g], z = zeros[gRow + g];
+        for (let k = row + k0, end = row + Math.min(K, k0 + G); k < end; k++) out[k] = s * (codes[k] - z);
+      }
+      continue;
+    }
     for (let k = 0; k < K; k++) {
       const g = gRow + gIdx[k];
       out[row + k] = scales[g] * (codes[row + k] - zeros[g]);

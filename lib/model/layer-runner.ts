@@ -134,19 +134,14 @@ export class DecoderLayerRunner {
   /** One activation of `run`, computing only what it depends on: `attnIn` is the input norm alone, `oIn` the
    * attention, `mlpIn` stops before the MLP, `downIn` before down_proj. */
   async activation(name: keyof LayerActivations, layer: number, hidden: Float32Array, seqLen: number, replace?: Map<string, Float32Array>): Promise<Float32Array> {
-    let part = this.parts.get(name);
-    if (!part) {
-      part = (async () => {
-        const { g, e, h, ctx } = layerGraph(this.source, this.opts);
-        const v = await emitDecoderLayer(e, 0, h, ctx);
-        g.node("Identity", [v[name]], [name]);
-        g.output(name, "F32", ["tokens", activationWidth(this.config, name)]);
-        g.prune();
-        return createSession(g.toBytes(), { spinning: false, ...this.opts });
-      })();
-      this.parts.set(name, part);
-    }
-    const session = await part;
+    const session = await this.part(name, async () => {
+      const { g, e, h, ctx } = layerGraph(this.source, this.opts);
+      const v = await emitDecoderLayer(e, 0, h, ctx);
+      g.node("Identity", [v[name]], [name]);
+      g.output(name, "F32", ["tokens", activationWidth(this.config, name)]);
+      g.prune();
+      return g;
+    });
     const res = await session.run(await this.feeds(session, layer, hidden, seqLen, replace));
     return f32(res[name]);
   }
@@ -155,23 +150,26 @@ export class DecoderLayerRunner {
    * down_proj(silu(gate_proj(x))·up_proj(x)), without the residual. */
   async mlp(layer: number, x: Float32Array, replace?: Map<string, Float32Array>): Promise<Float32Array> {
     const d = this.config.hiddenSize;
-    let part = this.parts.get("mlp");
-    if (!part) {
-      part = (async () => {
+    const session = await this.part("mlp", async () => {
       const g = new GraphBuilder("decoder_mlp");
-      const placer = new InputPlacer(g, (name) => name.replace(LAYER_PREFIX, "layer."));
-      const e: Emit = { g, placer, cfg: this.config, tensor: (n) => this.source.tensor(n), linear: (m) => denseLinear(this.source, m), fused: this.opts.fused ?? true };
-      const { out } = await emitMlp(e, 0, g.input("x", "F32", ["tokens", d]));
+      const { out } = await emitMlp(layerEmit(g, this.source, this.opts), 0, g.input("x", "F32", ["tokens", d]));
       g.node("Identity", [out], ["y"]);
       g.output("y", "F32", ["tokens", d]);
-      return createSession(g.toBytes(), { spinning: false, ...this.opts });
-      })();
-      this.parts.set("mlp", part);
-    }
-    const session = await part;
+      return g;
+    });
     if (x.length % d !== 0) throw new LoralabError(`mlp input has ${x.length} values, not a multiple of hidden ${d}`);
     const res = await session.run(await this.feeds(session, layer, undefined, 1, replace, { x: new ort.Tensor("float32", x, [x.length / d, d]) }));
     return f32(res.y);
+  }
+
+  /** The session of a part of the layer, built on first use. */
+  private part(key: string, build: () => Promise<GraphBuilder>): Promise<ort.InferenceSession> {
+    let s = this.parts.get(key);
+    if (!s) {
+      s = build().then((g) => createSession(g.toBytes(), { spinning: false, ...this.opts }));
+      this.parts.set(key, s);
+    }
+    return s;
   }
 
   /** The inputs `session` declares: the layer's weights (those in `replace` substituted), `hidden`. */
@@ -246,14 +244,21 @@ function activationWidth(cfg: ModelConfig, name: keyof LayerActivations): number
   return { attnIn: cfg.hiddenSize, oIn: cfg.numHeads * cfg.headDim, mlpIn: cfg.hiddenSize, downIn: cfg.intermediateSize, out: cfg.hiddenSize }[name];
 }
 
+/** Emitting into `g` with the layer's weights as graph inputs named `layer.<module>.weight` (one graph
+ * serves every layer: they share shapes). */
+function layerEmit(g: GraphBuilder, source: WeightSource, opts: LayerRunnerOptions): Emit {
+  const placer = new InputPlacer(g, (name) => name.replace(LAYER_PREFIX, "layer."));
+  return { g, placer, cfg: source.config, tensor: (n) => source.tensor(n), linear: (m) => denseLinear(source, m), fused: opts.fused ?? true };
+}
+
 /** A graph with the layer's input `hidden` [batch, seq, hidden], its attention context (RoPE tables, causal
  * mask) and the layer's weights as graph inputs named `layer.<module>.weight`. */
 function layerGraph(source: WeightSource, opts: LayerRunnerOptions) {
   const cfg = source.config;
   const g = new GraphBuilder("decoder_layer");
   const hidden = g.input("hidden", "F32", ["batch", "seq", cfg.hiddenSize]);
-  const placer = new InputPlacer(g, (name) => name.replace(LAYER_PREFIX, "layer."));
-  const e: Emit = { g, placer, cfg, tensor: (n) => source.tensor(n), linear: (m) => denseLinear(source, m), fused: opts.fused ?? true };
+  const e = layerEmit(g, source, opts);
+  const placer = e.placer as InputPlacer;
   const ctx = emitAttnContext(g, cfg, opts.maxContext ?? cfg.maxPositionEmbeddings, hidden);
   const h = g.op("Reshape", [hidden, g.constI64([-1, cfg.hiddenSize])]);
   return { g, e, h, ctx, placer };

@@ -194,7 +194,6 @@ async function checkOutputFree(out: string, overwrite: boolean): Promise<void> {
 
 type Progress = (done: number, total: number, label: string, unit?: string) => void;
 
-/** Runs layer `l` over all calibration windows in chunks, handing each chunk's activations to `use`. */
 /** Sequences per layer run: activations of about 4 M floats per output, whatever the model's width. */
 function sequencesPerChunk(cfg: ModelConfig, seqLen: number): number {
   return Math.max(1, Math.floor((1 << 22) / (seqLen * Math.max(cfg.hiddenSize, cfg.intermediateSize))));

@@ -332,9 +332,10 @@ export async function gptqQuantize(math: OrtMath, W: Float32Array, N: number, K:
   return { timings, q: { N, K, bits, groupSize: G, sym: opts.sym, codes, scales, zeros, gIdx }, loss, damp };
 }
 
-/** Rows j0..j1−1 of `W` (rows of length N) −= h[j]·e. */
-function subtractOuter(W: Float32Array, e: Float32Array, h: Float32Array, j0: number, j1: number, N: number): void {
-  for (let j = j0; j < j1; j++) {
+/** Rows j < rows of `W` (rows of length N) −= h[j]·e. A plain function: in the async caller the loop's
+ * doubles would be boxed. */
+function subtractOuter(W: Float32Array, e: Float32Array, h: Float32Array, rows: number, N: number): void {
+  for (let j = 0; j < rows; j++) {
     const hj = h[j];
     if (hj === 0) continue;
     const o = j * N;
@@ -351,7 +352,7 @@ async function lazyUpdate(math: OrtMath, Hi: Float32Array, K: number, r0: number
   const Hblk = new Float32Array(count * rest);
   for (let i = 0; i < count; i++) Hblk.set(Hi.subarray((r0 + i) * K + r1, (r0 + i) * K + c1), i * rest);
   if (count * rest * N < 1 << 21) {
-    for (let i = 0; i < count; i++) subtractOuter(tail, E.subarray(i * N, (i + 1) * N), Hblk.subarray(i * rest, (i + 1) * rest), 0, rest, N);
+    for (let i = 0; i < count; i++) subtractOuter(tail, E.subarray(i * N, (i + 1) * N), Hblk.subarray(i * rest, (i + 1) * rest), rest, N);
     return;
   }
   const out = await math.gemm({ data: Hblk, rows: count, cols: rest }, { data: E, rows: count, cols: N }, { transA: true, alpha: -1, beta: 1 }, { data: tail, rows: rest, cols: N });

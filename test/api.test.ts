@@ -49,7 +49,7 @@ describe("public API (import from \"loralab\")", function () {
   it("exposes the key functions and classes of every area", () => {
     const expected = [
       "SafetensorsFile", "saveTensors", "ModelDir", "loadConfig", "Tensor", "tensorStats", "loadAdapter", "merge", "MergeReport",
-      "quantizeModel", "quantizeRtn", "dequantize", "gptqQuantize", "QuantReport", "writeArtifact", "loadModel", "generate",
+      "quantizeModel", "quantizeRtn", "quantizeRtnFast", "dequantize", "gptqQuantize", "prepareHessian", "QuantReport", "writeArtifact", "loadModel", "generate",
       "TextTokenizer", "createSession", "parseDevice", "perplexity", "benchmark", "compare", "Plot", "weightHistogram",
       "mergeDeltaBars", "latencyDashboard", "perplexityBars", "groupSizeSweepChart", "writeReport", "sweep", "notebookInputs",
       "generateLlamaModel", "generateLoraAdapter", "LoralabError", "runPipeline", "mergePlots", "quantPlots", "comparePlots",

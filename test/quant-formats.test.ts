@@ -249,6 +249,18 @@ describe("quantized artifacts", function () {
     assert.ok(!existsSync(out));
   });
 
+  it("AWQ reports each scale candidate and stops at the next one on abort, leaving no output", async () => {
+    const out = join(tmp.path, "aborted-awq");
+    const ctl = new AbortController();
+    const events: string[] = [];
+    await assert.rejects(
+      quantizeModel({ ...base, out, method: "awq", bits: 4, groupSize: 32, format: "awq", signal: ctl.signal, onProgress: (e) => { events.push(e.label ?? ""); if (events.length === 2) ctl.abort(); } }),
+      (e: Error) => e.name === "AbortError",
+    );
+    assert.deepEqual(events, [1, 2].map((i) => `model.layers.0: scales of self_attn.q_proj, self_attn.k_proj, self_attn.v_proj, ${i}/20`));
+    assert.ok(!existsSync(out));
+  });
+
   it("the report displays in Jupyter as HTML and text", async () => {
     const r = await quantizeModel({ model: MODEL, out: join(tmp.path, "disp"), method: "rtn", bits: 4, groupSize: 64, format: "awq" });
     const d = await (r as unknown as Record<symbol, () => Promise<Record<string, string>>>)[Symbol.for("Jupyter.display")]();

@@ -11,7 +11,7 @@ import { DecoderLayerRunner, type LayerActivations } from "../model/layer-runner
 import { TextTokenizer } from "../model/tokenizer.js";
 import type { LongTaskOptions } from "../progress.js";
 import { Tensor } from "../tensor/tensor.js";
-import { clipSearch, meanAbsColumns, searchScales } from "./awq.js";
+import { N_GRID, clipSearch, meanAbsColumns, searchScales } from "./awq.js";
 import { calibrationWindows, readCalibrationText } from "./calibration.js";
 import { type Format, type Method, checkCombination, moduleMisfit } from "./formats.js";
 import { type GptqHessian, HessianAccumulator, gptqQuantize, prepareHessian } from "./gptq.js";
@@ -202,13 +202,14 @@ function sequencesPerChunk(cfg: ModelConfig, seqLen: number): number {
 /** Runs layer `l` over `hidden` a chunk of whole sequences at a time; `use` gets each chunk's activations:
  * all of them, or only `only`, computed without the rest of the layer (GPTQ's true-sequential groups each
  * need one: the input norm alone for q/k/v, the attention for o_proj, …). */
-async function forEachChunk(runner: DecoderLayerRunner, l: number, hidden: Float32Array, seqLen: number, replace: Map<string, Float32Array>, use: (a: Partial<LayerActivations>, seqs: number, offset: number) => Promise<void> | void, only?: keyof LayerActivations): Promise<void> {
+async function forEachChunk(runner: DecoderLayerRunner, l: number, hidden: Float32Array, seqLen: number, replace: Map<string, Float32Array>, use: (a: Partial<LayerActivations>, seqs: number, offset: number) => Promise<void> | void, only?: keyof LayerActivations, signal?: AbortSignal): Promise<void> {
   const cfg = runner.config;
   const d = cfg.hiddenSize;
   const total = hidden.length / (seqLen * d);
   const per = sequencesPerChunk(cfg, seqLen);
   for (let s = 0; s < total; s += per) {
     const n = Math.min(per, total - s);
+    throwIfAborted(signal);
     const chunk = hidden.subarray(s * seqLen * d, (s + n) * seqLen * d);
     await use(only ? { [only]: await runner.activation(only, l, chunk, seqLen, replace) } : await runner.run(l, chunk, seqLen, replace), n, s);
   }
@@ -216,11 +217,12 @@ async function forEachChunk(runner: DecoderLayerRunner, l: number, hidden: Float
 
 /** `part` over `x` (whole sequences of `seqLen` tokens, `inWidth` values each) in the chunks `forEachChunk`
  * uses, its outputs (`outWidth` per token) concatenated. */
-async function inSequenceChunks(runner: DecoderLayerRunner, seqLen: number, x: Float32Array, inWidth: number, outWidth: number, part: (x: Float32Array) => Promise<Float32Array>): Promise<Float32Array> {
+async function inSequenceChunks(runner: DecoderLayerRunner, seqLen: number, x: Float32Array, inWidth: number, outWidth: number, part: (x: Float32Array) => Promise<Float32Array>, signal?: AbortSignal): Promise<Float32Array> {
   const tokens = x.length / inWidth;
   const per = seqLen * sequencesPerChunk(runner.config, seqLen);
   const out = new Float32Array(tokens * outWidth);
   for (let t = 0; t < tokens; t += per) {
+    throwIfAborted(signal);
     const n = Math.min(per, tokens - t);
     out.set(await part(x.subarray(t * inWidth, (t + n) * inWidth)), t * outWidth);
   }
@@ -257,7 +259,7 @@ async function runGptq(qm: QuantizedModel, runner: DecoderLayerRunner, math: Ort
           const x = a[input]!;
           await acc.add(math, x, x.length / acc.K, seqs);
         }
-      }, byInput.size === 1 ? [...byInput.keys()][0] : undefined);
+      }, byInput.size === 1 ? [...byInput.keys()][0] : undefined, opts.signal);
       for (const m of modules) {
         throwIfAborted(opts.signal);
         const t = performance.now();
@@ -278,7 +280,7 @@ async function runGptq(qm: QuantizedModel, runner: DecoderLayerRunner, math: Ort
     }
     // inputs of the next layer come from this layer with its quantized weights
     const next = new Float32Array(hidden.length);
-    await forEachChunk(runner, l, hidden, seqLen, replace, (a, _n, s) => next.set(a.out!, s * seqLen * cfg.hiddenSize), "out");
+    await forEachChunk(runner, l, hidden, seqLen, replace, (a, _n, s) => next.set(a.out!, s * seqLen * cfg.hiddenSize), "out", opts.signal);
     hidden = next;
     progress(reports.length, planned.size, `model.layers.${l} done`);
   }
@@ -307,7 +309,7 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
     };
     await forEachChunk(runner, l, hidden, seqLen, new Map(), (a, n, s) => {
       for (const k of Object.keys(acts) as (keyof LayerActivations)[]) acts[k].set(a[k]!, s * seqLen * (a[k]!.length / (n * seqLen)));
-    });
+    }, undefined, opts.signal);
     const weights = new Map<string, Float32Array>();
     for (const m of layerLinears(l)) weights.set(m.slice(p.length + 1), (await qm.model.read(`${m}.weight`)).toF32(true));
     const W = (m: string) => weights.get(m)!;
@@ -346,13 +348,17 @@ async function runAwq(qm: QuantizedModel, runner: DecoderLayerRunner, math: OrtM
       const m0 = group.modules[0];
       const single = m0 === "self_attn.o_proj" || m0 === "mlp.down_proj";
       const linearOut = (w: Float32Array) => math.gemm({ data: acts[group.input], rows: T, cols: K }, { data: w, rows: N(m0), cols: K }, { transB: true });
-      const mlpOut = (replace?: Map<string, Float32Array>) => inSequenceChunks(runner, seqLen, acts.mlpIn, d, d, (x) => runner.mlp(l, x, replace));
+      const mlpOut = (replace?: Map<string, Float32Array>) => inSequenceChunks(runner, seqLen, acts.mlpIn, d, d, (x) => runner.mlp(l, x, replace), opts.signal);
       const reference = single ? (await linearOut(W(m0))).data : group.input === "mlpIn" ? await mlpOut() : fpAttn.data;
+      let tried = 0;
       const res = await searchScales(lin, K, xMean, qm.bits, qm.groupSize, async (cands) => {
+        // a candidate can take minutes on a large model with many calibration tokens
+        throwIfAborted(opts.signal);
+        progress(reports.length, planned.size, `${p}: scales of ${group.modules.join(", ")}, ${++tried}/${N_GRID}`);
         if (single) return mse((await linearOut(cands[0])).data, reference);
         const replace = new Map(group.modules.map((m, i) => [m, cands[i]]));
         if (group.input === "mlpIn") return mse(await mlpOut(replace), reference);
-        const oIn = await inSequenceChunks(runner, seqLen, hidden, d, oK, (x) => runner.activation("oIn", l, x, seqLen, replace));
+        const oIn = await inSequenceChunks(runner, seqLen, hidden, d, oK, (x) => runner.activation("oIn", l, x, seqLen, replace), opts.signal);
         return mse((await attnOut(oIn)).data, reference);
       });
       scalesOf.set(group, res.scales);

@@ -58,8 +58,8 @@ export function candidateScales(xMean: Float64Array, wMean: Float64Array, ratio:
 }
 
 /** Q(W·diag(s))·diag(s)⁻¹: what the scaled linear computes on unscaled inputs. */
-export function pseudoQuantScaled(W: Float32Array, N: number, K: number, s: Float32Array, bits: Bits, groupSize: number): Float32Array {
-  return fakeQuantizeRtn(W, N, K, { bits, groupSize, sym: false, rule: "minmax" }, new Float32Array(N * K), s);
+export function pseudoQuantScaled(W: Float32Array, N: number, K: number, s: Float32Array, bits: Bits, groupSize: number, out = new Float32Array(N * K)): Float32Array {
+  return fakeQuantizeRtn(W, N, K, { bits, groupSize, sym: false, rule: "minmax" }, out, s);
 }
 
 export interface ScaleSearchResult {
@@ -91,7 +91,7 @@ export async function searchScales(
       for (let j = 0; j < linears.length; j++) {
         const { W, N } = linears[j];
         if (fqs[j]) await fqs[j]!.dequantized(cands[j], bits, { c: s });
-        else fakeQuantizeRtn(W, N, K, { bits, groupSize, sym: false, rule: "minmax" }, cands[j], s);
+        else pseudoQuantScaled(W, N, K, s, bits, groupSize, cands[j]);
       }
       const loss = await lossOf(cands);
       if (!best || loss < best.loss) best = { scales: s, loss, ratio };

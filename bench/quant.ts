@@ -26,7 +26,7 @@ import { layerLinears, linearShape } from "../lib/model/architecture.js";
 import { CausalLM } from "../lib/model/causal-lm.js";
 import { generate } from "../lib/model/generate.js";
 import { openWeightSource } from "../lib/model/weights.js";
-import { HessianAccumulator, gptqQuantize } from "../lib/quant/gptq.js";
+import { HessianAccumulator, type HessianArithmetic, gptqQuantize } from "../lib/quant/gptq.js";
 import { OrtMath } from "../lib/quant/ort-math.js";
 import { quantizeModel } from "../lib/quant/pipeline.js";
 import { quantizeRtn } from "../lib/quant/quantizer.js";
@@ -88,32 +88,54 @@ async function benchGptq(math: OrtMath): Promise<Record<string, number>> {
     return median(runs);
   };
   const gemmBefore = await gemm();
-  const acc = new HessianAccumulator(K);
-  const t0 = performance.now();
   const chunks = (samples * seqLen) / chunkTokens;
-  for (let c = 0; c < chunks; c++) await acc.add(math, x, chunkTokens, chunkTokens / seqLen);
-  const H = await acc.finish(math);
-  const hessianSeconds = (performance.now() - t0) / 1000;
+  const hessian = async (arithmetic: HessianArithmetic) => {
+    const acc = new HessianAccumulator(K, { arithmetic });
+    const t0 = performance.now();
+    for (let c = 0; c < chunks; c++) await acc.add(math, x, chunkTokens, chunkTokens / seqLen);
+    const H = await acc.finish(math);
+    return { H, seconds: (performance.now() - t0) / 1000 };
+  };
+  const opts = { bits: 4, groupSize: 128, sym: true, damp: 0.01, descAct: false, staticGroups: false } as const;
   const W = random(N * K, 5, 0.02);
-  const t1 = performance.now();
-  const res = await gptqQuantize(math, W, N, K, H, { bits: 4, groupSize: 128, sym: true, damp: 0.01, descAct: false, staticGroups: false });
-  const fasterquantSeconds = (performance.now() - t1) / 1000;
+  const fasterquant = async (H: Float32Array) => {
+    const t1 = performance.now();
+    const res = await gptqQuantize(math, W, N, K, H, opts);
+    return { res, seconds: (performance.now() - t1) / 1000 };
+  };
+  // the default (integer products) and float32 products, each followed by fasterquant
+  const int = await hessian("int");
+  const f32 = await hessian("float32");
+  let num = 0, den = 0;
+  for (let i = 0; i < K * K; i++) { num += (int.H[i] - f32.H[i]) ** 2; den += f32.H[i] ** 2; }
+  const q = await fasterquant(int.H);
+  const qf = await fasterquant(f32.H);
+  let same = 0;
+  for (let i = 0; i < N * K; i++) if (q.res.q.codes[i] === qf.res.q.codes[i]) same++;
   const gemmAfter = await gemm();
   const gemmSeconds = Math.min(gemmBefore, gemmAfter);
   return {
     calibrationTokens: samples * seqLen,
-    hessianSeconds,
-    fasterquantSeconds,
-    gptqSeconds: hessianSeconds + fasterquantSeconds,
+    hessianSeconds: int.seconds,
+    fasterquantSeconds: q.seconds,
+    gptqSeconds: int.seconds + q.seconds,
     gemm4096Seconds: gemmSeconds,
     gemm4096GflopPerS: (2 * K ** 3) / gemmSeconds / 1e9,
-    hessianOverGemm: hessianSeconds / gemmSeconds,
-    /** floor of the Hessian at the GEMM's speed: tokens·K² multiply-adds, half of them (symmetry) */
+    hessianOverGemm: int.seconds / gemmSeconds,
+    fasterquantOverGemm: q.seconds / gemmSeconds,
+    gptqOverGemm: (int.seconds + q.seconds) / gemmSeconds,
+    loss: q.res.loss,
+    fasterquantParts: q.res.timings,
+    /** the same with float32 products for XᵀX */
+    hessianFloat32Seconds: f32.seconds,
+    /** floor of a float32 Hessian at the GEMM's speed: tokens·K² multiply-adds, half of them (symmetry) */
     hessianFlopFloorOverGemm: (samples * seqLen) / K / 2,
-    fasterquantOverGemm: fasterquantSeconds / gemmSeconds,
-    gptqOverGemm: (hessianSeconds + fasterquantSeconds) / gemmSeconds,
-    loss: res.loss,
-    fasterquantParts: res.timings,
+    gptqFloat32OverGemm: (f32.seconds + qf.seconds) / gemmSeconds,
+    lossFloat32: qf.res.loss,
+    /** ‖H_int − H_float32‖_F / ‖H_float32‖_F */
+    hessianRelativeDifference: Math.sqrt(num / den),
+    /** share of the 4-bit codes equal under the two Hessians */
+    codesEqualFloat32: same / (N * K),
   } as Record<string, unknown> as Record<string, number>;
 }
 

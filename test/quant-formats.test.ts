@@ -67,6 +67,7 @@ describe("quantized artifacts", function () {
     assert.deepEqual(qc.modules_to_not_convert, ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]);
     assert.deepEqual(qc.modules_in_block_to_quantize, [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]]);
     assert.equal(report.modules.length, 20);
+    assert.equal(report.hessian, "int");
     assert.equal(report.skipped.length, 15);
     const f = await SafetensorsFile.open(join(out, "model.safetensors"));
     const d = await ModelDir.open(deq);
@@ -232,7 +233,9 @@ describe("quantized artifacts", function () {
     assert.ok(r.modules.every((m: { bits: number; relError: number; seconds: number }) => m.bits === 8 && m.relError > 0 && m.relError < 0.01 && m.seconds >= 0));
     assert.equal(r.skipped[0].module, "model.layers.0.mlp.down_proj");
     assert.ok(r.bytesAfter < r.bytesBefore && r.seconds > 0);
+    assert.equal(r.hessian, null); // GPTQ only
     // a LoralabError (main prints its message and exits 1)
+    await assert.rejects(quantizeCommand(["--model", MODEL, "--method", "gptq", "--bits", "4", "--group-size", "32", "--format", "gptq", "--hessian", "int4", "--out", join(tmp.path, "cli3")]), (e: Error) => e.name === "LoralabError" && /--hessian must be int or float32, got 'int4'/.test(e.message));
     await assert.rejects(quantizeCommand(["--model", MODEL, "--method", "rtn", "--bits", "3", "--group-size", "32", "--format", "onnx", "--out", join(tmp.path, "cli2")]), (e: Error) => e.name === "LoralabError" && /MatMulNBits supports 2, 4 and 8 bits/.test(e.message));
   });
 

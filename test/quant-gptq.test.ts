@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { HessianAccumulator, gptqQuantize, prepareHessian } from "../lib/quant/gptq.js";
+import { GRID } from "../lib/quant/hessian-int.js";
 import { upperCholeskyOfInverse } from "../lib/quant/linalg.js";
 import { OrtMath } from "../lib/quant/ort-math.js";
 import { dequantize, quantizeRtn, roundHalfEven } from "../lib/quant/quantizer.js";
@@ -179,7 +180,7 @@ describe("GPTQ (SPEC §5)", function () {
     for (const split of [1, 2, 3]) {
       // split 1: 300·96² ≥ 2^20 → ORT with 40-wide blocks (3 blocks, one partial); split 2: two ORT runs
       // (a buffer too small to hold either: the first run's blocks copied, the second's added); split 3: JS
-      const acc = new HessianAccumulator(K, 40, split === 2 ? K * 200 : undefined);
+      const acc = new HessianAccumulator(K, { arithmetic: "float32", blockSize: 40, bufferFloats: split === 2 ? K * 200 : undefined });
       const per = T / split;
       for (let b = 0; b < split; b++) await acc.add(math, x.subarray(b * per * K, (b + 1) * per * K), per, 2);
       const H = await acc.finish(math);
@@ -304,5 +305,90 @@ describe("GPTQ (SPEC §5)", function () {
     assert.ok(res.damp > 0);
     const wh = dequantize(res.q);
     for (let n = 0; n < N; n++) assert.equal(wh[n * K + 3], 0); // dead column zeroed
+  });
+});
+
+describe("integer Hessian (14-bit grid, exact int8 products)", function () {
+  this.timeout(120000);
+  const math = new OrtMath();
+  after(() => math.release());
+
+  /** 2/n Σ x̃ᵢx̃ⱼ in float64 over `runs` (token ranges), x̃ = each run's inputs on its own grid: per column
+   * m = max|x|, q = round_half_even(fround(x · fround(GRID/m))), x̃ = q · m/GRID. */
+  function gridHessian(x: Float32Array, K: number, runs: [number, number][], n: number): Float64Array {
+    const H = new Float64Array(K * K);
+    const xt = new Float64Array(K);
+    for (const [t0, t1] of runs) {
+      const m = new Float64Array(K);
+      for (let t = t0; t < t1; t++) for (let j = 0; j < K; j++) m[j] = Math.max(m[j], Math.abs(x[t * K + j]));
+      const r = Array.from(m, (v) => (v > 0 ? Math.fround(GRID / v) : 0));
+      for (let t = t0; t < t1; t++) {
+        for (let j = 0; j < K; j++) xt[j] = roundHalfEven(Math.fround(x[t * K + j] * r[j])) * (m[j] / GRID);
+        for (let i = 0; i < K; i++) for (let j = i; j < K; j++) H[i * K + j] += xt[i] * xt[j];
+      }
+    }
+    for (let i = 0; i < K; i++) for (let j = i; j < K; j++) H[j * K + i] = H[i * K + j] *= 2 / n;
+    return H;
+  }
+
+  /** max over (i, j) of |A − B| / sqrt(Bᵢᵢ Bⱼⱼ) */
+  function maxScaledError(A: ArrayLike<number>, B: ArrayLike<number>, K: number): number {
+    let e = 0;
+    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) {
+      const s = Math.sqrt(B[i * K + i] * B[j * K + j]);
+      if (s > 0) e = Math.max(e, Math.abs(A[i * K + j] - B[i * K + j]) / s);
+    }
+    return e;
+  }
+
+  it("equals the float64 Gram of the inputs on each run's grid, to float32 rounding (runs, padding, partial block, dead column)", async function () {
+    if (!(await math.intProductsExact())) this.skip(); // the float32 path is taken there
+    const K = 432, T = 1278; // blocks of 128: 3 full + 48; runs of 501, 600 and 177 tokens (padded to 4)
+    const x = inputs(T, K, 11);
+    for (let t = 0; t < T; t++) {
+      x[t * K + 7] = 0; // a dead input
+      if (t >= 501) x[t * K + 100] *= 40; // the later runs on a coarser grid for this column
+    }
+    const acc = new HessianAccumulator(K, { blockSize: 128, bufferFloats: 600 * K });
+    await acc.add(math, x.subarray(0, 501 * K), 501, 1); // ≥ half the buffer: a run of its own
+    await acc.add(math, x.subarray(501 * K), T - 501, 2); // split into runs of 600 + 177
+    const H = await acc.finish(math);
+    const ref = gridHessian(x, K, [[0, 501], [501, 1101], [1101, T]], 3);
+    assert.ok(maxScaledError(H, ref, K) < 2e-6, `max scaled error ${maxScaledError(H, ref, K)}`);
+    for (let j = 0; j < K; j++) assert.equal(H[7 * K + j], 0);
+    // buffered batches: one run over all of them
+    const buffered = new HessianAccumulator(K, { blockSize: 128, bufferFloats: 600 * K });
+    for (let b = 0; b < 5; b++) await buffered.add(math, x.subarray(b * 100 * K, (b + 1) * 100 * K), 100, 1);
+    const Hb = await buffered.finish(math);
+    const refB = gridHessian(x, K, [[0, 500]], 5);
+    assert.ok(maxScaledError(Hb, refB, K) < 2e-6, `buffered: max scaled error ${maxScaledError(Hb, refB, K)}`);
+  });
+
+  it("is within 2e-5 of the float64 Hessian in norm; GPTQ on it gives the codes of the float32 Hessian within 1%", async () => {
+    const N = 64, K = 512, T = 4096;
+    const x = inputs(T, K, 12);
+    for (let t = 0; t < T; t += 97) x[t * K + 3] = 60; // an outlier token in one column
+    const H64 = new Float64Array(K * K);
+    for (let t = 0; t < T; t++) for (let i = 0; i < K; i++) {
+      const xi = x[t * K + i];
+      for (let j = i; j < K; j++) H64[i * K + j] += xi * x[t * K + j];
+    }
+    for (let i = 0; i < K; i++) for (let j = i; j < K; j++) H64[j * K + i] = H64[i * K + j] *= 2 / 8;
+    const Hint = await hessianOf(math, x, T, K, 8);
+    const f32 = new HessianAccumulator(K, { arithmetic: "float32" });
+    await f32.add(math, x, T, 8);
+    const Hf = await f32.finish(math);
+    let num = 0, den = 0;
+    for (let i = 0; i < K * K; i++) { num += (Hint[i] - H64[i]) ** 2; den += H64[i] ** 2; }
+    assert.ok(Math.sqrt(num / den) < 2e-5, `‖H_int − H‖/‖H‖ = ${Math.sqrt(num / den)}`);
+    assert.ok(maxScaledError(Hint, H64, K) < 1e-4, `max scaled error ${maxScaledError(Hint, H64, K)}`);
+    const W = weights(N, K, 13);
+    const opts = { bits: 4 as const, groupSize: 64, sym: true, damp: 0.01, descAct: true, staticGroups: false };
+    const a = await gptqQuantize(math, W, N, K, Hint, opts);
+    const b = await gptqQuantize(math, W, N, K, Hf, opts);
+    let same = 0;
+    for (let i = 0; i < N * K; i++) if (a.q.codes[i] === b.q.codes[i]) same++;
+    assert.ok(same / (N * K) > 0.99, `${same}/${N * K} codes equal`);
+    assert.ok(Math.abs(a.loss - b.loss) / b.loss < 0.01, `loss ${a.loss} vs ${b.loss}`);
   });
 });

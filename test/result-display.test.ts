@@ -153,7 +153,7 @@ describe("result displays (tables + plots) and --plot DIR", function () {
       assert.match(b["text/plain"], /rtn 4-bit g32 sym → gptq/);
       // a GPTQ-style report: relative error and loss side by side, one bar per module in each
       const modules = [0, 1].flatMap((l) => ["q_proj", "k_proj"].map((k, i) => ({ module: `model.layers.${l}.self_attn.${k}`, shape: [64, 64] as [number, number], bits: 4, groupSize: 32, relError: 0.01 * (1 + l + i), loss: 2.5 * (1 + l) + i, seconds: 0.1 })));
-      const g = new QuantReport({ model: "m", out: "o", method: "gptq", format: "gptq", bits: 4, groupSize: 32, sym: true, descAct: false, damp: 0.01, calibration: null, modules, skipped: [{ module: "lm_head", shape: [64, 64], reason: "not a decoder linear" }], bytesBefore: 1e6, bytesAfter: 3e5, seconds: 1 });
+      const g = new QuantReport({ model: "m", out: "o", method: "gptq", format: "gptq", bits: 4, groupSize: 32, sym: true, descAct: false, damp: 0.01, hessian: "int", calibration: null, modules, skipped: [{ module: "lm_head", shape: [64, 64], reason: "not a decoder linear" }], bytesBefore: 1e6, bytesAfter: 3e5, seconds: 1 });
       const gb = await display(g);
       const gsvg = assertBundle(gb, []);
       assert.equal(markLabels(gsvg, "rect").length, 2 * modules.length);

@@ -6,7 +6,8 @@ import { LoralabError } from "../errors.js";
 import { type Bits, type QuantizedMatrix, checkSpec, groupParams } from "./quantizer.js";
 import { GptqColumns } from "./gptq-kernel.js";
 import { NotPositiveDefinite, upperCholeskyOfInverse } from "./linalg.js";
-import type { OrtMath } from "./ort-math.js";
+import type { Mat, OrtMath } from "./ort-math.js";
+import { IntGram, MAX_INT_TOKENS } from "./hessian-int.js";
 
 export interface GptqOptions {
   bits: Bits;
@@ -33,38 +34,61 @@ export interface GptqResult {
   timings: { hinv: number; columns: number; updates: number };
 }
 
+/** How XᵀX is summed: "int" — exact integer products of each batch's inputs on a 14-bit grid per column
+ * (`hessian-int.ts`; ~2× faster where MatMulInteger is exact, which is checked once), "float32" — float32
+ * Gemms. Inputs whose width is not a multiple of 16, and machines without exact integer products, take
+ * float32. */
+export type HessianArithmetic = "int" | "float32";
+
+export interface HessianOptions {
+  arithmetic?: HessianArithmetic;
+  /** width of the block products (default 512) */
+  blockSize?: number;
+  /** floats of inputs buffered before a run (default 2²⁶, 256 MB) */
+  bufferFloats?: number;
+}
+
 /** Accumulates `H = 2/n · Σ XᵀX` over calibration batches (n counts sequences, as the reference does).
  * XᵀX is symmetric: on ORT only the upper blocks (`blockSize` wide) are computed, all in one run() per
- * batch (`OrtMath.gramUpper`; with 8 blocks that is 36 of 64 block products), and the lower half is
- * mirrored when the Hessian is read. Small batches are buffered (up to `bufferFloats`, 256 MB by default)
- * so each run() sees many tokens and the K² partial sums are added in JavaScript once per buffer;
- * `finish()` flushes and returns the Hessian. */
+ * batch (`OrtMath.gramUpper`/`gramUpperInt`; with 8 blocks that is 36 of 64 block products), and the lower
+ * half is mirrored when the Hessian is read. Small batches are buffered (up to `bufferFloats`) so each run()
+ * sees many tokens and the K² partial sums are added in JavaScript once per buffer; `finish()` flushes and
+ * returns the Hessian. */
 export class HessianAccumulator {
-  readonly sum: Float32Array;
   samples = 0;
   /** whether `sum` holds anything yet (the first ORT run's blocks are copied into it, not added) */
   private filled = false;
   private buf: Float32Array | undefined;
   private buffered = 0;
+  readonly blockSize: number;
+  readonly bufferFloats: number;
+  readonly arithmetic: HessianArithmetic;
+  /** where the sums live: the integer path's memory, or a plain array */
+  private int: IntGram | undefined;
+  private own: Float32Array | undefined;
+  private chosen = false;
 
-  constructor(readonly K: number, readonly blockSize = 512, readonly bufferFloats = 1 << 26) {
-    this.sum = new Float32Array(K * K);
+  constructor(readonly K: number, opts: HessianOptions = {}) {
+    this.blockSize = opts.blockSize ?? 512;
+    this.bufferFloats = opts.bufferFloats ?? 1 << 26;
+    this.arithmetic = opts.arithmetic ?? "int";
   }
 
   /** `x`: (tokens × K) inputs of the linear for `sequences` calibration sequences. */
   async add(math: OrtMath, x: Float32Array, tokens: number, sequences: number): Promise<void> {
     const K = this.K;
-    const cap = Math.max(1, Math.floor(this.bufferFloats / K));
+    await this.choose(math);
+    const cap = this.int ? this.int.maxTokens : Math.max(1, Math.floor(this.bufferFloats / K));
     if (tokens * K * K >= 1 << 20 && tokens < cap / 2) {
       if (this.buffered + tokens > cap) await this.flush(math);
       const need = (this.buffered + tokens) * K;
-      if (!this.buf || this.buf.length < need) {
+      if (!this.int && (!this.buf || this.buf.length < need)) {
         // grow by doubling up to the cap (small models never allocate the full buffer)
         const grown = new Float32Array(Math.min(cap * K, Math.max(need, 2 * (this.buf?.length ?? 0))));
         if (this.buf) grown.set(this.buf.subarray(0, this.buffered * K));
         this.buf = grown;
       }
-      this.buf.set(x.subarray(0, tokens * K), this.buffered * K);
+      this.buffer().set(x.subarray(0, tokens * K), this.buffered * K);
       this.buffered += tokens;
       this.samples += sequences;
       return;
@@ -73,23 +97,46 @@ export class HessianAccumulator {
     this.samples += sequences;
   }
 
-  /** Adds the buffered rows to the sum. */
-  async flush(math: OrtMath): Promise<void> {
-    if (this.buffered === 0 || !this.buf) return;
-    const n = this.buffered;
-    this.buffered = 0;
-    await this.accumulate(math, this.buf.subarray(0, n * this.K), n);
+  /** Where batches are buffered: the integer path's input buffer (no copy before its run), or an array. */
+  private buffer(): Float32Array {
+    return this.int ? this.int.input : this.buf!;
   }
 
-  /** Flushes, frees the buffer and returns the Hessian. */
+  /** Adds the buffered rows to the sum. */
+  async flush(math: OrtMath): Promise<void> {
+    if (this.buffered === 0) return;
+    const n = this.buffered;
+    this.buffered = 0;
+    await this.accumulate(math, this.buffer().subarray(0, n * this.K), n);
+  }
+
+  /** Flushes, frees the buffers and returns the Hessian. */
   async finish(math: OrtMath): Promise<Float32Array> {
     await this.flush(math);
     this.buf = undefined;
-    return this.hessian(math);
+    const H = await this.hessian(math);
+    this.int = this.own = undefined;
+    this.chosen = false;
+    return H;
+  }
+
+  /** The K×K sums (upper triangle; a fresh view where they live in kernel memory, which may grow). */
+  private get sum(): Float32Array {
+    return this.int ? this.int.sum : (this.own ??= new Float32Array(this.K * this.K));
+  }
+
+  /** Picks the arithmetic before the first sum: integer products where asked for, fitting and exact. */
+  private async choose(math: OrtMath): Promise<void> {
+    if (this.chosen) return;
+    this.chosen = true;
+    const bs = Math.min(this.blockSize, this.K);
+    const tokens = Math.min(MAX_INT_TOKENS, Math.max(1, Math.floor(this.bufferFloats / this.K)));
+    if (this.arithmetic === "int" && IntGram.fits(this.K, bs) && (await math.intProductsExact())) this.int = new IntGram(this.K, bs, tokens);
   }
 
   private async accumulate(math: OrtMath, x: Float32Array, tokens: number): Promise<void> {
     const K = this.K;
+    await this.choose(math);
     const s = this.sum;
     if (tokens * K * K < 1 << 20) {
       for (let t = 0; t < tokens; t++) {
@@ -101,21 +148,33 @@ export class HessianAccumulator {
           for (let j = i; j < K; j++) s[o + j] += xi * x[row + j];
         }
       }
+      this.filled = true;
     } else {
       const bs = Math.min(this.blockSize, K);
-      const blocks = await math.gramUpper(x.length === tokens * K ? x : x.subarray(0, tokens * K), tokens, K, bs);
-      const first = !this.filled; // the first run's blocks are copied, later ones added
-      for (const [key, m] of blocks) {
-        const [bi, bj] = key.split(",").map(Number);
-        const r0 = bi * bs, c0 = bj * bs;
-        for (let r = 0; r < m.rows; r++) {
-          const o = (r0 + r) * K + c0, src = r * m.cols;
-          if (first) s.set(m.data.subarray(src, src + m.cols), o);
-          else for (let c = 0; c < m.cols; c++) s[o + c] += m.data[src + c];
-        }
+      const int = this.int;
+      const step = int ? int.maxTokens : tokens;
+      for (let t0 = 0; t0 < tokens; t0 += step) {
+        const n = Math.min(step, tokens - t0);
+        const part = x.subarray(t0 * K, (t0 + n) * K);
+        if (int) await int.add(math, part, n);
+        else this.addBlocks(await math.gramUpper(part, n, K, bs), bs);
+        this.filled = true;
       }
     }
-    this.filled = true;
+  }
+
+  private addBlocks(blocks: Map<string, Mat>, bs: number): void {
+    const K = this.K, s = this.sum;
+    const first = !this.filled; // the first run's blocks are copied, later ones added
+    for (const [key, m] of blocks) {
+      const [bi, bj] = key.split(",").map(Number);
+      const r0 = bi * bs, c0 = bj * bs;
+      for (let r = 0; r < m.rows; r++) {
+        const o = (r0 + r) * K + c0, src = r * m.cols;
+        if (first) s.set(m.data.subarray(src, src + m.cols), o);
+        else for (let c = 0; c < m.cols; c++) s[o + c] += m.data[src + c];
+      }
+    }
   }
 
   /** The Hessian (a fresh array): the upper triangle of the sum, scaled, and its mirror below, taken

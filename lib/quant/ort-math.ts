@@ -20,6 +20,7 @@ export interface Mat {
 
 export class OrtMath {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private intCheck: Promise<boolean> | undefined;
 
   constructor(private readonly threads?: number) {}
 
@@ -93,6 +94,51 @@ export class OrtMath {
     const blocks = new Map<string, Mat>();
     for (let i = 0; i < nb; i++) for (let j = i; j < nb; j++) blocks.set(`${i},${j}`, { data: out[`Y${i}_${j}`].data as Float32Array, rows: sizes[i], cols: sizes[j] });
     return blocks;
+  }
+
+  /** One column block of integer Grams, into `out` (views ONNX Runtime writes without a copy): for each plane
+   * p, out[p] (rows × cols, int32) = Σ_t (a[p][i, t] − 128)·b[p][t, k] — u8×s8 MatMulInteger, zero point
+   * 128. a[p]: (rows × tokens) uint8, b[p]: (tokens × cols) int8. */
+  async gramColumnInt(a: Uint8Array[], b: Int8Array[], out: Int32Array[], tokens: number, rows: number, cols: number): Promise<void> {
+    const planes = a.length;
+    const session = await this.session(`gramColumnInt:${planes}`, () => {
+      const g = new GraphBuilder("gram_int");
+      const zp = g.initializer("zp", "U8", [], new Uint8Array([128]));
+      for (let p = 0; p < planes; p++) {
+        g.node("MatMulInteger", [g.input(`a${p}`, "U8", ["m", "t"]), g.input(`b${p}`, "I8", ["t", "n"]), zp], [`y${p}`]);
+        g.output(`y${p}`, "I32", ["m", "n"]);
+      }
+      return g.toBytes();
+    });
+    const feeds: Record<string, ort.Tensor> = {}, fetches: Record<string, ort.Tensor> = {};
+    for (let p = 0; p < planes; p++) {
+      feeds[`a${p}`] = new ort.Tensor("uint8", a[p], [rows, tokens]);
+      feeds[`b${p}`] = new ort.Tensor("int8", b[p], [tokens, cols]);
+      fetches[`y${p}`] = new ort.Tensor("int32", out[p], [rows, cols]);
+    }
+    await session.run(feeds, fetches);
+  }
+
+  /** Whether MatMulInteger's u8×s8 products are exact here at the extremes the integer Gram feeds it
+   * (255·127 and 255·(−128) in every pair): kernels without VNNI sum byte pairs into saturating int16. */
+  intProductsExact(): Promise<boolean> {
+    return (this.intCheck ??= (async () => {
+      const n = 64;
+      const session = await this.session("intCheck", () => {
+        const g = new GraphBuilder("int_check");
+        g.input("A", "U8", [2, n]);
+        g.input("B", "I8", [n, 2]);
+        g.node("MatMulInteger", ["A", "B", g.initializer("zp", "U8", [], new Uint8Array([128]))], ["Y"]);
+        g.output("Y", "I32", [2, 2]);
+        return g.toBytes();
+      });
+      const A = new Uint8Array(2 * n).fill(255).fill(0, n);
+      const B = new Int8Array(2 * n);
+      for (let k = 0; k < n; k++) { B[2 * k] = 127; B[2 * k + 1] = -128; }
+      const Y = (await session.run({ A: new ort.Tensor("uint8", A, [2, n]), B: new ort.Tensor("int8", B, [n, 2]) })).Y.data as Int32Array;
+      const want = [127 * 127 * n, -127 * 128 * n, -128 * 127 * n, 128 * 128 * n];
+      return want.every((w, i) => Y[i] === w);
+    })());
   }
 
   /** E[g, n] = mean over t of (Σ_j X[g, t, j]·(Q − W)[n, g·G + j])²: per-group partial-product errors of a

@@ -14,7 +14,7 @@ import { Tensor } from "../tensor/tensor.js";
 import { N_GRID, clipSearch, meanAbsColumns, searchScales } from "./awq.js";
 import { calibrationWindows, readCalibrationText } from "./calibration.js";
 import { type Format, type Method, checkCombination, moduleMisfit } from "./formats.js";
-import { type GptqHessian, HessianAccumulator, gptqQuantize, prepareHessian } from "./gptq.js";
+import { type GptqHessian, HessianAccumulator, type HessianArithmetic, gptqQuantize, prepareHessian } from "./gptq.js";
 import { OrtMath } from "./ort-math.js";
 import { type Bits, type QuantRule, type QuantizedMatrix, assertFinite, dequantize, quantizationError, relativeError } from "./quantizer.js";
 import { quantizeRtnFast } from "./rtn-kernel.js";
@@ -36,6 +36,8 @@ export interface QuantizeOptions extends LongTaskOptions {
   staticGroups?: boolean;
   trueSequential?: boolean;
   damp?: number;
+  /** GPTQ: how XᵀX is summed — "int" (exact integer products on a 14-bit grid, default) or "float32" */
+  hessian?: HessianArithmetic;
   calib?: string;
   /** pre-tokenized calibration windows (equal lengths), instead of `calib` (notebooks, tests) */
   windows?: number[][];
@@ -62,6 +64,7 @@ export interface QuantizedModel {
   staticGroups: boolean;
   trueSequential: boolean;
   damp: number;
+  hessian: HessianArithmetic;
   /** module path → quantized weight (codes in the basis they are stored in) */
   quantized: Map<string, QuantizedMatrix>;
   /** tensor name → replacement float tensor (AWQ: scaled norms and previous linears) */
@@ -88,6 +91,8 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
   if (rule === "minmax" && sym) throw new LoralabError("the min-max rule (§4.1) is asymmetric; drop --sym");
   const damp = opts.damp ?? 0.01;
   if (!(damp >= 0 && damp < 1)) throw new LoralabError(`--damp must be in [0, 1), got ${damp}`);
+  const hessian = opts.hessian ?? "int";
+  if (hessian !== "int" && hessian !== "float32") throw new LoralabError(`--hessian must be int or float32, got '${hessian}'`);
   if (opts.lmHead && (method !== "rtn" || format !== "onnx")) throw new LoralabError("--lm-head is supported with --method rtn and --format onnx");
   await checkOutputFree(opts.out, !!opts.overwrite);
 
@@ -142,7 +147,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
 
     const qm: QuantizedModel = {
       model, bits, groupSize: opts.groupSize, sym, method, descAct: !!opts.descAct, staticGroups: !!opts.staticGroups,
-      trueSequential: opts.trueSequential ?? true, damp, quantized: new Map(), overrides: new Map(), skipped,
+      trueSequential: opts.trueSequential ?? true, damp, hessian, quantized: new Map(), overrides: new Map(), skipped,
     };
     const reports: ModuleReport[] = [];
     const progress = (done: number, total: number, label: string, unit = "modules") =>
@@ -175,7 +180,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantReport>
     reports.sort((a, b) => order.get(a.module)! - order.get(b.module)!);
     return new QuantReport({
       model: model.dir, out: resolve(opts.out), method, format, bits, groupSize: opts.groupSize, sym, descAct: !!opts.descAct,
-      damp: method === "gptq" ? damp : null, calibration: calibInfo, modules: reports, skipped, bytesBefore: model.totalBytes(), bytesAfter,
+      damp: method === "gptq" ? damp : null, hessian: method === "gptq" ? hessian : null, calibration: calibInfo, modules: reports, skipped, bytesBefore: model.totalBytes(), bytesAfter,
       seconds: (performance.now() - t0) / 1000,
     });
   } finally {
@@ -251,7 +256,7 @@ async function runGptq(qm: QuantizedModel, runner: DecoderLayerRunner, math: Ort
       throwIfAborted(opts.signal);
       // modules reading the same activation (k/v/q, up/gate) share one Hessian
       const byInput = new Map<keyof LayerActivations, HessianAccumulator>();
-      for (const m of modules) if (!byInput.has(inputOf.get(m)!)) byInput.set(inputOf.get(m)!, new HessianAccumulator(linearShape(cfg, m)[1]));
+      for (const m of modules) if (!byInput.has(inputOf.get(m)!)) byInput.set(inputOf.get(m)!, new HessianAccumulator(linearShape(cfg, m)[1], { arithmetic: qm.hessian }));
       const accs = new Map(modules.map((m) => [m, byInput.get(inputOf.get(m)!)!]));
       const factors = new Map<HessianAccumulator, Promise<GptqHessian>>();
       await forEachChunk(runner, l, hidden, seqLen, replace, async (a, seqs) => {

@@ -32,6 +32,8 @@ export interface QuantReportData {
   sym: boolean;
   descAct: boolean;
   damp: number | null;
+  /** GPTQ: how the Hessians were summed ("int" or "float32"); null for other methods */
+  hessian: string | null;
   calibration: { file: string; samples: number; seqLen: number; seed: number; tokens: number } | null;
   modules: ModuleReport[];
   skipped: SkippedModule[];
@@ -50,6 +52,7 @@ export class QuantReport implements QuantReportData {
   sym!: boolean;
   descAct!: boolean;
   damp!: number | null;
+  hessian!: string | null;
   calibration!: QuantReportData["calibration"];
   modules!: ModuleReport[];
   skipped!: SkippedModule[];

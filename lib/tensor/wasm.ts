@@ -30,7 +30,7 @@ export const op = {
   block: [0x02, 0x40], loop: [0x03, 0x40], end: [0x0b], br: (d: number) => [0x0c, ...uleb(d)], brIf: (d: number) => [0x0d, ...uleb(d)],
   get: (i: number) => [0x20, ...uleb(i)], set: (i: number) => [0x21, ...uleb(i)], tee: (i: number) => [0x22, ...uleb(i)],
   i32: (v: number) => [0x41, ...sleb(v | 0)],
-  i32Add: [0x6a], i32Sub: [0x6b], i32Mul: [0x6c], i32Ne: [0x47], i32LtU: [0x49], i32GeU: [0x4f], i32ShrU: [0x76],
+  i32Add: [0x6a], i32Sub: [0x6b], i32Mul: [0x6c], i32Ne: [0x47], i32LtU: [0x49], i32GeU: [0x4f], i32ShrU: [0x76], i32Eqz: [0x45],
   f32Load: (offset = 0) => [0x2a, 2, ...uleb(offset)],
   f64Load: (offset = 0) => [0x2b, 3, ...uleb(offset)],
   f64Store: (offset = 0) => [0x39, 3, ...uleb(offset)],
@@ -44,12 +44,12 @@ export const S = {
   load: 0x00, load16x4U: 0x04, load32Splat: 0x09, store: 0x0b, const: 0x0c, shuffle: 0x0d,
   i32x4Splat: 0x11, f32x4Splat: 0x13, f64x2Splat: 0x14, f32x4Extract: 0x1f, f64x2Extract: 0x21,
   i32x4LtS: 0x39, i32x4GtS: 0x3b, i32x4GeS: 0x3f,
-  and: 0x4e, or: 0x50, xor: 0x51, bitselect: 0x52, store16Lane: 0x59, store64Lane: 0x5b, load64Zero: 0x5d,
-  f32x4DemoteF64x2Zero: 0x5e, f64x2PromoteLow: 0x5f, i8x16NarrowI16x8U: 0x66, f32x4Nearest: 0x6a, i16x8NarrowI32x4U: 0x86,
-  f64x2Nearest: 0x94, i32x4Shl: 0xab, i32x4ShrU: 0xad, i32x4Add: 0xae, i32x4Sub: 0xb1,
+  and: 0x4e, or: 0x50, xor: 0x51, bitselect: 0x52, store8Lane: 0x58, store16Lane: 0x59, store32Lane: 0x5a, store64Lane: 0x5b, load64Zero: 0x5d,
+  f32x4DemoteF64x2Zero: 0x5e, f64x2PromoteLow: 0x5f, i8x16NarrowI16x8S: 0x65, i8x16NarrowI16x8U: 0x66, f32x4Nearest: 0x6a, i16x8NarrowI32x4S: 0x85, i16x8NarrowI32x4U: 0x86,
+  f64x2Nearest: 0x94, i32x4Shl: 0xab, i32x4ShrS: 0xac, i32x4ShrU: 0xad, i32x4Add: 0xae, i32x4Sub: 0xb1,
   f32x4Abs: 0xe0, f32x4Add: 0xe4, f32x4Sub: 0xe5, f32x4Mul: 0xe6, f32x4Div: 0xe7,
   f32x4Pmin: 0xea, f32x4Pmax: 0xeb, f64x2Add: 0xf0, f64x2Sub: 0xf1, f64x2Mul: 0xf2, f64x2Div: 0xf3,
-  f64x2Pmin: 0xf6, f64x2Pmax: 0xf7, i32x4TruncSatF32x4U: 0xf9,
+  f64x2Pmin: 0xf6, f64x2Pmax: 0xf7, i32x4TruncSatF32x4S: 0xf8, i32x4TruncSatF32x4U: 0xf9, f64x2ConvertLowI32x4S: 0xfe,
 };
 
 /** v128.load/store with alignment log2 and a constant offset. */

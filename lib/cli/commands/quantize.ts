@@ -1,5 +1,6 @@
 import { LoralabError } from "../../errors.js";
 import { parseFormat, parseMethod } from "../../quant/formats.js";
+import type { HessianArithmetic } from "../../quant/gptq.js";
 import { quantizeModel } from "../../quant/pipeline.js";
 import type { QuantRule } from "../../quant/quantizer.js";
 import { interruptSignal, numberOption, parseCommandArgs, requireOption } from "../args.js";
@@ -20,6 +21,8 @@ const HELP = `usage: loralab quantize --model DIR --method rtn|gptq|awq --bits B
   --static-groups      GPTQ static groups (act-order with trivial g_idx)
   --no-true-sequential GPTQ: quantize all linears of a layer on the same inputs
   --damp X             GPTQ damp_percent (default 0.01)
+  --hessian A          GPTQ: int (exact integer products of the inputs on a 14-bit grid per
+                       column, default; float32 where the CPU lacks exact int8 products) or float32
   --calib FILE         calibration text (gptq, awq)
   --calib-samples N    windows (default 128)
   --seq-len L          tokens per window, BOS included (default min(512, context))
@@ -37,7 +40,7 @@ export async function run(argv: string[]): Promise<number> {
   const o = parseCommandArgs(argv, {
     model: { type: "string" }, method: { type: "string" }, bits: { type: "string" }, "group-size": { type: "string" },
     sym: { type: "boolean" }, asym: { type: "boolean" }, rule: { type: "string" }, "desc-act": { type: "boolean" },
-    "static-groups": { type: "boolean" }, "no-true-sequential": { type: "boolean" }, damp: { type: "string" },
+    "static-groups": { type: "boolean" }, "no-true-sequential": { type: "boolean" }, damp: { type: "string" }, hessian: { type: "string" },
     calib: { type: "string" }, "calib-samples": { type: "string" }, "seq-len": { type: "string" }, seed: { type: "string" },
     format: { type: "string" }, out: { type: "string" }, "lm-head": { type: "boolean" }, overwrite: { type: "boolean" }, threads: { type: "string" },
     json: { type: "boolean" }, quiet: { type: "boolean" }, plot: { type: "string" },
@@ -62,6 +65,7 @@ export async function run(argv: string[]): Promise<number> {
       staticGroups: !!o["static-groups"],
       trueSequential: !o["no-true-sequential"],
       damp: numberOption(o.damp as string | undefined, "damp"),
+      hessian: o.hessian as HessianArithmetic | undefined,
       calib: o.calib as string | undefined,
       calibSamples: numberOption(o["calib-samples"] as string | undefined, "calib-samples"),
       seqLen: numberOption(o["seq-len"] as string | undefined, "seq-len"),

@@ -23,7 +23,7 @@ export const MAX_INT_TOKENS = 32768;
 /** rows per kernel call: V8 compiles a hot WebAssembly function with its optimizing tier while it runs,
  * and only later calls use that code */
 const SLICE_ROWS = 256;
-/** rows the split takes per column group: its transposed stores fill 16-byte runs of a cache line */
+/** rows the split takes per column group (a multiple of 8): its transposed stores fill 16-byte runs of a line */
 const BLOCK_ROWS = 16;
 
 declare const WebAssembly: {
@@ -52,32 +52,34 @@ function colmaxFunc(): FuncDef {
   return { params: [I32, I32, I32, I32], results: [], locals: [I32, I32], body, export: "colmax" };
 }
 
-/** `split(x, r, h, s, l, u, rows, groups, xStride, sStride, uGroup)` over `rows` rows (a multiple of 4)
- * and `groups` groups of 16 columns (x rows `xStride` bytes apart), four rows at a time, a group per turn:
- * q = round_half_even(x·r[j]), h = (q + 64) >> 7, l = q − 128h, s = h + l. Stores int8 h, s, l (rows
- * `sStride` bytes apart) and h, s, l + 128 as uint8 transposed — column j, token t at u + j·T + t, the
- * planes `plane` bytes apart: the four rows' bytes are interleaved in registers so each column takes its
- * four tokens in one 32-bit store. T and `plane` are compiled in as store offsets (a module per shape). */
+/** `split(x, r, h, s, l, u, rows, groups, xStride, sStride, uGroup)` over `rows` rows (a multiple of
+ * BLOCK_ROWS) and `groups` groups of 16 columns (x rows `xStride` bytes apart), BLOCK_ROWS rows at a time,
+ * in each group eight rows per turn: q = round_half_even(x·r[j]), h = (q + 64) >> 7, l = q − 128h,
+ * s = h + l. Stores int8 h, s, l (rows `sStride` bytes apart) and h, s, l + 128 as uint8 transposed —
+ * column j, token t at u + j·T + t, the planes `plane` bytes apart: the eight rows' bytes are interleaved
+ * in registers (three rounds of shuffles) so each column takes its eight tokens in one 64-bit store. T and
+ * `plane` are compiled in as store offsets (a module per shape). */
 function splitFunc(T: number, plane: number): FuncDef {
   const [x, r, ph, ps, pl, u, rows, groups, xStride, sStride, uGroup] = Array.from({ length: 11 }, (_, i) => i);
   const [group, cx, ch, cs, cl, cu, xr, cr, tile, gx, gh, gs, gl, gu] = Array.from({ length: 14 }, (_, i) => 11 + i);
   let next = 25;
   const v128 = (k: number) => Array.from({ length: k }, () => next++);
   const q = v128(1)[0], hv = v128(4), lv = v128(4), sv = v128(4);
-  const rowsOut = [v128(4), v128(4), v128(4)]; // per plane h, s, l: the four rows' 16 bytes
-  const t1 = v128(4), t2 = v128(4);
+  const rowsOut = [v128(8), v128(8), v128(8)]; // per plane h, s, l: the eight rows' 16 bytes
+  const t1 = v128(8), t2 = v128(8), t3 = v128(8);
   const body: number[] = [];
   const emit = (...xs: number[][]) => { for (const a of xs) body.push(...a); };
   const narrow = (lanes: number[]) => emit(op.get(lanes[0]), op.get(lanes[1]), simd(S.i16x8NarrowI32x4S), op.get(lanes[2]), op.get(lanes[3]), simd(S.i16x8NarrowI32x4S), simd(S.i8x16NarrowI16x8S));
   const shuffle = (a: number, b: number, idx: number[]) => emit(op.get(a), op.get(b), simd(S.shuffle, ...idx));
   const lo8 = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23], hi8 = lo8.map((i) => i + 8);
   const lo16 = [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23], hi16 = lo16.map((i) => i + 8);
+  const lo32 = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23], hi32 = lo32.map((i) => i + 8);
   emit(op.loop); // blocks of BLOCK_ROWS rows
   emit(op.get(x), op.set(gx), op.get(r), op.set(cr), op.get(ph), op.set(gh), op.get(ps), op.set(gs), op.get(pl), op.set(gl), op.get(u), op.set(gu), op.get(groups), op.set(group));
   emit(op.loop); // groups of 16 columns
-  emit(op.get(gx), op.set(cx), op.get(gh), op.set(ch), op.get(gs), op.set(cs), op.get(gl), op.set(cl), op.get(gu), op.set(cu), op.i32(BLOCK_ROWS / 4), op.set(tile));
-  emit(op.loop); // four rows
-  for (let k = 0; k < 4; k++) {
+  emit(op.get(gx), op.set(cx), op.get(gh), op.set(ch), op.get(gs), op.set(cs), op.get(gl), op.set(cl), op.get(gu), op.set(cu), op.i32(BLOCK_ROWS / 8), op.set(tile));
+  emit(op.loop); // eight rows
+  for (let k = 0; k < 8; k++) {
     emit(op.get(cx), op.get(xStride), op.i32(k), op.i32Mul, op.i32Add, op.set(xr));
     for (let i = 0; i < 4; i++) {
       emit(op.get(xr), vload(16 * i, 2), op.get(cr), vload(16 * i, 2), simd(S.f32x4Mul), simd(S.f32x4Nearest), simd(S.i32x4TruncSatF32x4S), op.tee(q));
@@ -94,21 +96,28 @@ function splitFunc(T: number, plane: number): FuncDef {
   }
   for (let p = 0; p < 3; p++) {
     const v = rowsOut[p];
-    for (let k = 0; k < 4; k++) emit(op.get(v[k]), vconstI32(0x80808080 | 0), simd(S.xor), op.set(v[k]));
-    shuffle(v[0], v[1], lo8); emit(op.set(t1[0]));
-    shuffle(v[0], v[1], hi8); emit(op.set(t1[1]));
-    shuffle(v[2], v[3], lo8); emit(op.set(t1[2]));
-    shuffle(v[2], v[3], hi8); emit(op.set(t1[3]));
-    shuffle(t1[0], t1[2], lo16); emit(op.set(t2[0])); // columns 0–3, four tokens each
-    shuffle(t1[0], t1[2], hi16); emit(op.set(t2[1])); // 4–7
-    shuffle(t1[1], t1[3], lo16); emit(op.set(t2[2])); // 8–11
-    shuffle(t1[1], t1[3], hi16); emit(op.set(t2[3])); // 12–15
-    for (let g = 0; g < 4; g++)
-      for (let lane = 0; lane < 4; lane++) emit(op.get(cu), op.get(t2[g]), simd(S.store32Lane, 0, ...uleb32(p * plane + (4 * g + lane) * T), lane));
+    for (let k = 0; k < 8; k++) emit(op.get(v[k]), vconstI32(0x80808080 | 0), simd(S.xor), op.set(v[k]));
+    // bytes of row pairs, then 16-bit pairs of those, then 32-bit: t3[g] holds columns 2g, 2g + 1, eight tokens each
+    for (let k = 0; k < 4; k++) {
+      shuffle(v[2 * k], v[2 * k + 1], lo8); emit(op.set(t1[2 * k]));
+      shuffle(v[2 * k], v[2 * k + 1], hi8); emit(op.set(t1[2 * k + 1]));
+    }
+    for (const [o, a, b] of [[0, 0, 2], [4, 4, 6]]) {
+      shuffle(t1[a], t1[b], lo16); emit(op.set(t2[o]));
+      shuffle(t1[a], t1[b], hi16); emit(op.set(t2[o + 1]));
+      shuffle(t1[a + 1], t1[b + 1], lo16); emit(op.set(t2[o + 2]));
+      shuffle(t1[a + 1], t1[b + 1], hi16); emit(op.set(t2[o + 3]));
+    }
+    for (let k = 0; k < 4; k++) {
+      shuffle(t2[k], t2[k + 4], lo32); emit(op.set(t3[2 * k]));
+      shuffle(t2[k], t2[k + 4], hi32); emit(op.set(t3[2 * k + 1]));
+    }
+    for (let g = 0; g < 8; g++)
+      for (let lane = 0; lane < 2; lane++) emit(op.get(cu), op.get(t3[g]), simd(S.store64Lane, 0, ...uleb32(p * plane + (2 * g + lane) * T), lane));
   }
-  emit(op.get(cx), op.get(xStride), op.i32(4), op.i32Mul, op.i32Add, op.set(cx));
-  for (const p of [ch, cs, cl]) emit(op.get(p), op.get(sStride), op.i32(4), op.i32Mul, op.i32Add, op.set(p));
-  emit(op.get(cu), op.i32(4), op.i32Add, op.set(cu));
+  emit(op.get(cx), op.get(xStride), op.i32(8), op.i32Mul, op.i32Add, op.set(cx));
+  for (const p of [ch, cs, cl]) emit(op.get(p), op.get(sStride), op.i32(8), op.i32Mul, op.i32Add, op.set(p));
+  emit(op.get(cu), op.i32(8), op.i32Add, op.set(cu));
   emit(op.get(tile), op.i32(1), op.i32Sub, op.tee(tile), op.brIf(0));
   emit(op.end);
   emit(op.get(gx), op.i32(64), op.i32Add, op.set(gx), op.get(cr), op.i32(64), op.i32Add, op.set(cr));

@@ -38,7 +38,7 @@ export {
   type Bits, type QuantSpec, type QuantRule, type QuantizedMatrix,
 } from "./quant/quantizer.js";
 export { quantizeRtnFast } from "./quant/rtn-kernel.js";
-export { gptqQuantize, prepareHessian, HessianAccumulator, type GptqOptions, type GptqResult, type GptqHessian } from "./quant/gptq.js";
+export { gptqQuantize, prepareHessian, HessianAccumulator, type GptqOptions, type GptqResult, type GptqHessian, type HessianArithmetic, type HessianOptions } from "./quant/gptq.js";
 export { searchScales, clipSearch, type ScaleSearchResult } from "./quant/awq.js";
 export { readCalibrationText, calibrationWindows, type CalibrationOptions } from "./quant/calibration.js";
 export { packGptq, unpackGptq, packAwq, unpackAwq, packMatMulNBits, unpackMatMulNBits, packGgml, unpackGgml } from "./quant/pack.js";

@@ -131,7 +131,13 @@ export class HessianAccumulator {
     this.chosen = true;
     const bs = Math.min(this.blockSize, this.K);
     const tokens = Math.min(MAX_INT_TOKENS, Math.max(1, Math.floor(this.bufferFloats / this.K)));
-    if (this.arithmetic === "int" && IntGram.fits(this.K, bs) && (await math.intProductsExact())) this.int = new IntGram(this.K, bs, tokens);
+    if (this.arithmetic === "int" && IntGram.fits(this.K, bs) && (await math.intProductsExact())) {
+      try {
+        this.int = new IntGram(this.K, bs, tokens);
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e; // its WebAssembly memory could not be had: float32 then
+      }
+    }
   }
 
   private async accumulate(math: OrtMath, x: Float32Array, tokens: number): Promise<void> {

@@ -364,6 +364,28 @@ describe("integer Hessian (14-bit grid, exact int8 products)", function () {
     assert.ok(maxScaledError(Hb, refB, K) < 2e-6, `buffered: max scaled error ${maxScaledError(Hb, refB, K)}`);
   });
 
+  it("falls back to float32 where MatMulInteger is not exact, or the width is not a multiple of 16", async () => {
+    class Saturating extends OrtMath {
+      override intProductsExact(): Promise<boolean> {
+        return Promise.resolve(false);
+      }
+    }
+    const saturating = new Saturating();
+    try {
+      for (const [K, m] of [[256, saturating], [200, math]] as const) {
+        const T = 700;
+        const x = inputs(T, K, 14);
+        const a = new HessianAccumulator(K);
+        await a.add(m, x, T, 1);
+        const b = new HessianAccumulator(K, { arithmetic: "float32" });
+        await b.add(math, x, T, 1);
+        assert.deepEqual(await a.finish(m), await b.finish(math), `K = ${K}`);
+      }
+    } finally {
+      await saturating.release();
+    }
+  });
+
   it("is within 2e-5 of the float64 Hessian in norm; GPTQ on it gives the codes of the float32 Hessian within 1%", async () => {
     const N = 64, K = 512, T = 4096;
     const x = inputs(T, K, 12);

@@ -188,7 +188,8 @@ const paddedTokens = (tokens: number) => 64 * (Math.ceil(tokens / 64) | 1);
 
 /** The integer path of one K-wide Hessian accumulator, in one memory laid out once: the K×K float32 sum,
  * the input buffer (up to `maxTokens` tokens, filled by the accumulator in place), column scales, the
- * byte planes and one column block's int32 products. */
+ * unsigned byte planes (transposed, all columns), the signed ones of one column block, and that block's
+ * int32 products. */
 export class IntGram {
   private readonly memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   private readonly colmax: Fn;
@@ -200,7 +201,7 @@ export class IntGram {
     const np = paddedTokens(maxTokens) * K;
     let p = align(4 * K * K);
     const take = (bytes: number) => { const at = p; p = align(p + bytes); return at; };
-    this.at = { c: take(8 * K), m: take(4 * K), r: take(4 * K), x: take(4 * np), s: take(3 * np), u: take(3 * np), y: take(3 * 4 * K * bs) };
+    this.at = { c: take(8 * K), m: take(4 * K), r: take(4 * K), x: take(4 * np), s: take(3 * (np / K) * bs), u: take(3 * np), y: take(3 * 4 * K * bs) };
     if (p > 2 ** 32) throw new Error(`internal: integer Gram memory of ${p} bytes`);
     this.memory = new WebAssembly.Memory({ initial: Math.ceil(p / 65536) });
     fixed ??= new WebAssembly.Module(encodeModule([colmaxFunc(), combineFunc()]));
@@ -259,21 +260,18 @@ export class IntGram {
       splits.set(key, module);
     }
     const split = this.instance(module).split as Fn;
-    const sBlock = (q: number, j: number) => at.s + q * np + tp * j * bs;
-    for (let t = 0; t < tp; t += SLICE_ROWS) {
-      const rows = Math.min(SLICE_ROWS, tp - t);
-      sizes.forEach((w, j) => {
-        const c0 = j * bs;
-        split(at.x + 4 * (t * K + c0), at.r + 4 * c0, sBlock(0, j) + t * w, sBlock(1, j) + t * w, sBlock(2, j) + t * w,
-          at.u + c0 * tp + t, rows, w / 16, 4 * K, w, 16 * tp);
-      });
-    }
+    const sPlane = (q: number) => at.s + q * tp * bs;
     for (let j = 0; j < sizes.length; j++) {
       const w = sizes[j], e = ends[j], c0 = j * bs;
+      // this block's columns: its signed planes, and its rows of the unsigned (transposed) ones
+      for (let t = 0; t < tp; t += SLICE_ROWS) {
+        split(at.x + 4 * (t * K + c0), at.r + 4 * c0, sPlane(0) + t * w, sPlane(1) + t * w, sPlane(2) + t * w,
+          at.u + c0 * tp + t, Math.min(SLICE_ROWS, tp - t), w / 16, 4 * K, w, 16 * tp);
+      }
       const planes = [0, 1, 2];
       await math.gramColumnInt(
         planes.map((q) => new Uint8Array(buf, at.u + q * np, e * tp)),
-        planes.map((q) => new Int8Array(buf, sBlock(q, j), tp * w)),
+        planes.map((q) => new Int8Array(buf, sPlane(q), tp * w)),
         planes.map((q) => new Int32Array(buf, at.y + q * 4 * K * bs, e * w)),
         tp, e, w,
       );

@@ -3,7 +3,9 @@
  *  - RTN throughput (weights/s) on a 4096×4096 weight, g128, asym: the kernel `quantize` uses, and the
  *    JavaScript reference in the same run;
  *  - GPTQ on a 4096×4096 linear with 128×512 calibration tokens (Hessian accumulation and fasterquant
- *    timed apart) next to one 4096³ fp32 MatMul on ONNX Runtime in the same process;
+ *    timed apart) next to one 4096³ fp32 MatMul on ONNX Runtime in the same process — with the default
+ *    integer Hessian, and the float32 Hessian of the same inputs (their difference, and the codes and loss
+ *    fasterquant gets from each);
  *  - decode tokens/s of a Llama-2-7B-shaped model (4 decoder layers by default, vocab 32000) quantized to
  *    4 bits (RTN g128 → ONNX MatMulNBits, accuracy_level 4; once with lm_head kept fp32, once quantized too)
  *    against its fp32 twin, runs interleaved. The fp32 twin of all 32 layers (27 GB) does not fit in memory;

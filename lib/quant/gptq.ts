@@ -35,7 +35,7 @@ export interface GptqResult {
 }
 
 /** How XᵀX is summed: "int" — exact integer products of each batch's inputs on a 14-bit grid per column
- * (`hessian-int.ts`; ~2× faster where MatMulInteger is exact, which is checked once), "float32" — float32
+ * (`hessian-int.ts`; 1.5–2× faster where MatMulInteger is exact, which is checked once), "float32" — float32
  * Gemms. Inputs whose width is not a multiple of 16, and machines without exact integer products, take
  * float32. */
 export type HessianArithmetic = "int" | "float32";
@@ -49,9 +49,9 @@ export interface HessianOptions {
 }
 
 /** Accumulates `H = 2/n · Σ XᵀX` over calibration batches (n counts sequences, as the reference does).
- * XᵀX is symmetric: on ORT only the upper blocks (`blockSize` wide) are computed, all in one run() per
- * batch (`OrtMath.gramUpper`/`gramUpperInt`; with 8 blocks that is 36 of 64 block products), and the lower
- * half is mirrored when the Hessian is read. Small batches are buffered (up to `bufferFloats`) so each run()
+ * XᵀX is symmetric: on ORT only the upper blocks (`blockSize` wide) are computed (`OrtMath.gramUpper`, one
+ * run() per batch; with 8 blocks that is 36 of 64 block products — or `IntGram`'s column blocks), and the
+ * lower half is mirrored when the Hessian is read. Small batches are buffered (up to `bufferFloats`) so each run()
  * sees many tokens and the K² partial sums are added in JavaScript once per buffer; `finish()` flushes and
  * returns the Hessian. */
 export class HessianAccumulator {
@@ -120,7 +120,7 @@ export class HessianAccumulator {
     return H;
   }
 
-  /** The K×K sums (upper triangle; a fresh view where they live in kernel memory, which may grow). */
+  /** The K×K sums (upper triangle used), in the integer path's memory or an array of their own. */
   private get sum(): Float32Array {
     return this.int ? this.int.sum : (this.own ??= new Float32Array(this.K * this.K));
   }
@@ -142,7 +142,6 @@ export class HessianAccumulator {
 
   private async accumulate(math: OrtMath, x: Float32Array, tokens: number): Promise<void> {
     const K = this.K;
-    await this.choose(math);
     const s = this.sum;
     if (tokens * K * K < 1 << 20) {
       for (let t = 0; t < tokens; t++) {

@@ -27,7 +27,7 @@ const SLICE_ROWS = 256;
 const BLOCK_ROWS = 16;
 
 declare const WebAssembly: {
-  Memory: new (d: { initial: number; maximum?: number }) => { readonly buffer: ArrayBuffer; grow(pages: number): number };
+  Memory: new (d: { initial: number }) => { readonly buffer: ArrayBuffer };
   Module: new (bytes: Uint8Array) => object;
   Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
 };
@@ -191,7 +191,7 @@ const paddedTokens = (tokens: number) => 64 * (Math.ceil(tokens / 64) | 1);
  * unsigned byte planes (transposed, all columns), the signed ones of one column block, and that block's
  * int32 products. */
 export class IntGram {
-  private readonly memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
+  private readonly memory: { readonly buffer: ArrayBuffer };
   private readonly colmax: Fn;
   private readonly combine: Fn;
   private readonly at: { c: number; m: number; r: number; x: number; s: number; u: number; y: number };

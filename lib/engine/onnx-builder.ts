@@ -3,8 +3,8 @@ import type { DType } from "../tensor/dtype.js";
 
 const { onnx } = onnxProto;
 
-/** ONNX TensorProto.DataType codes for the dtypes we use (F64 only inside graphs, for exact sums). */
-export const ONNX_TYPE = { F32: 1, U8: 2, I8: 3, I32: 6, I64: 7, BOOL: 9, F16: 10, F64: 11, BF16: 16 } as const satisfies Partial<Record<DType | "F64", number>>;
+/** ONNX TensorProto.DataType codes for the dtypes we use. */
+export const ONNX_TYPE = { F32: 1, U8: 2, I8: 3, I32: 6, I64: 7, BOOL: 9, F16: 10, BF16: 16 } as const satisfies Partial<Record<DType, number>>;
 export type OnnxDType = keyof typeof ONNX_TYPE;
 
 export type AttrValue = number | string | number[] | Float32Array | { float: number } | { floats: number[] } | { ints: number[] };
